@@ -1,0 +1,318 @@
+/**
+ * Serves one client connection: reads command lines from a web
+ * `ReadableStream`, runs them against the {@linkcode LockTable} strictly in
+ * order, and writes the replies to a web `WritableStream`.
+ *
+ * @module
+ */
+
+import {
+  encodeBinary,
+  LineSplitter,
+  OVERLONG_LINE,
+  type SplitLine,
+} from "../protocol/line_splitter.ts";
+import type { DialectReplies } from "./dialect.ts";
+import type { LockResult, LockTable, Session } from "./lock_table.ts";
+
+/** A byte stream to one client, as a listener adapter hands it over. */
+export interface ServerConnection {
+  /** Bytes from the client. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the client. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** `host:port` of the client, for logs. */
+  readonly remoteAddress: string;
+  /** Ends the connection once the bytes already written are sent. */
+  close(): void;
+  /** Closes the socket at once, dropping unsent bytes. */
+  abort(): void;
+}
+
+/** Something the server did, for logs. */
+export type ServerEvent =
+  | { readonly type: "connect"; readonly session: string; readonly remote: string }
+  | {
+    readonly type: "disconnect";
+    readonly session: string;
+    readonly remote: string;
+    readonly held: number;
+  }
+  | { readonly type: "resume"; readonly session: string; readonly remote: string }
+  | {
+    readonly type: "command";
+    readonly session: string;
+    readonly line: string;
+    readonly reply: string;
+  };
+
+/** What every connection of one server shares. */
+export interface ConnectionContext {
+  readonly table: LockTable;
+  readonly replies: DialectReplies;
+  readonly maxLineLength: number;
+  readonly onEvent?: ((event: ServerEvent) => void) | undefined;
+}
+
+/** Lines queued before the handler stops reading (TCP backpressure). */
+const MAX_QUEUED_LINES = 1024;
+const MAX_WAIT_SECONDS = 2_147_483;
+const MAX_RELEASE_TIMEOUT = 2_147_483_647;
+const WHOLE_NUMBER = /^[0-9]{1,10}$/;
+const CLOSE = Symbol("close");
+
+/**
+ * Serves `conn` until the client leaves or the socket breaks; resolves once
+ * the session has been detached and the socket closed. Never rejects.
+ *
+ * @example
+ * ```ts
+ * const table = new LockTable();
+ * await serveConnection(conn, { table, replies: EXTENDED, maxLineLength: 65536 });
+ * ```
+ */
+export async function serveConnection(
+  conn: ServerConnection,
+  context: ConnectionContext,
+): Promise<void> {
+  await new SessionHandler(conn, context).run();
+}
+
+class SessionHandler {
+  readonly #conn: ServerConnection;
+  readonly #ctx: ConnectionContext;
+  readonly #queue: SplitLine[] = [];
+  #queueHead = 0;
+  #session: Session;
+  #commands = 0;
+  #out = "";
+  #ended = false;
+  #broken = false;
+  #processing: Promise<void> | null = null;
+  #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
+  #resumeReading: (() => void) | null = null;
+
+  constructor(conn: ServerConnection, ctx: ConnectionContext) {
+    this.#conn = conn;
+    this.#ctx = ctx;
+    this.#session = ctx.table.createSession();
+  }
+
+  async run(): Promise<void> {
+    const { table, onEvent } = this.#ctx;
+    onEvent?.({ type: "connect", session: this.#session.id, remote: this.#conn.remoteAddress });
+    await this.#read();
+    this.#ended = true;
+    table.cancelWait(this.#session);
+    this.#kick();
+    while (this.#processing !== null) await this.#processing;
+    const held = this.#session.held.size;
+    table.disconnect(this.#session);
+    this.#writer?.releaseLock();
+    this.#conn.close();
+    onEvent?.({
+      type: "disconnect",
+      session: this.#session.id,
+      remote: this.#conn.remoteAddress,
+      held,
+    });
+  }
+
+  async #read(): Promise<void> {
+    const splitter = new LineSplitter(this.#ctx.maxLineLength);
+    const push = (line: SplitLine) => this.#queue.push(line);
+    const reader = this.#conn.readable.getReader();
+    try {
+      while (!this.#ended) {
+        if (this.#queue.length - this.#queueHead >= MAX_QUEUED_LINES) {
+          await new Promise<void>((resolve) => this.#resumeReading = resolve);
+          continue;
+        }
+        const { value, done } = await reader.read();
+        if (done) break;
+        splitter.push(value, push);
+        this.#kick();
+      }
+    } catch {
+      // A reset or a forced close ends the connection like an EOF.
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  #kick(): void {
+    if (this.#processing === null && this.#queueHead < this.#queue.length) {
+      this.#processing = this.#process().finally(() => {
+        this.#processing = null;
+        if (this.#queueHead < this.#queue.length) this.#kick();
+      });
+    }
+  }
+
+  async #process(): Promise<void> {
+    while (this.#queueHead < this.#queue.length && !this.#broken) {
+      const line = this.#queue[this.#queueHead]!;
+      this.#queue[this.#queueHead++] = "";
+      if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
+        this.#queue.splice(0, this.#queueHead);
+        this.#queueHead = 0;
+      }
+      if (
+        this.#resumeReading !== null && this.#queue.length - this.#queueHead < MAX_QUEUED_LINES / 2
+      ) {
+        this.#resumeReading();
+        this.#resumeReading = null;
+      }
+      let reply = this.#execute(line);
+      if (typeof reply !== "string" && reply !== CLOSE) {
+        await this.#flush();
+        reply = await reply;
+      }
+      if (reply === CLOSE) {
+        await this.#flush();
+        this.#ended = true;
+        this.#resumeReading?.();
+        this.#conn.close();
+        return;
+      }
+      this.#out += reply;
+      this.#log(line, reply);
+    }
+    await this.#flush();
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#out === "" || this.#broken) return;
+    const bytes = encodeBinary(this.#out);
+    this.#out = "";
+    try {
+      this.#writer ??= this.#conn.writable.getWriter();
+      await this.#writer.write(bytes);
+    } catch {
+      this.#broken = true;
+      this.#ended = true;
+      this.#resumeReading?.();
+    }
+  }
+
+  #log(line: SplitLine, reply: string): void {
+    this.#ctx.onEvent?.({
+      type: "command",
+      session: this.#session.id,
+      line: line === OVERLONG_LINE ? "(line too long)" : line,
+      reply: reply.trimEnd(),
+    });
+  }
+
+  /** Runs one command; a reply string, a pending reply, or CLOSE. */
+  #execute(line: SplitLine): string | Promise<string> | typeof CLOSE {
+    const { replies, table } = this.#ctx;
+    const eol = replies.eol;
+    const first = this.#commands++ === 0;
+    if (line === OVERLONG_LINE) return replies.lineTooLong + eol;
+    const words = line.split(" ");
+    const command = words[0]!;
+    const argc = words.length - 1;
+    if (words.includes("")) return replies.unknown(command) + eol;
+    const session = this.#session;
+    switch (`${command}/${argc}`) {
+      case "lock/1":
+      case "lock/2":
+        return this.#lock(words[1]!, null, words[2]);
+      case "lock_value/2":
+      case "lock_value/3":
+        if (!replies.hasValueLocks) break;
+        return this.#lock(words[1]!, words[2]!, words[3]);
+      case "unlock/1":
+        return replies.unlock(table.unlock(session, words[1]!)) + eol;
+      case "unlock_all/0":
+        table.unlockAll(session);
+        return replies.unlockAll + eol;
+      case "conn_id/0":
+        return `200 ${session.id}${eol}`;
+      case "conn_id/1": {
+        if (replies.resumeFirstOnly && !first) return replies.resume("active") + eol;
+        const { result, session: next } = table.resume(session, words[1]!);
+        if (result === "resumed") {
+          this.#session = next;
+          this.#ctx.onEvent?.({
+            type: "resume",
+            session: next.id,
+            remote: this.#conn.remoteAddress,
+          });
+        }
+        return replies.resume(result) + eol;
+      }
+      case "set_timeout/1": {
+        const ms = parseWhole(words[1]!, MAX_RELEASE_TIMEOUT);
+        if (ms === null) return replies.badNumber(words[1]!) + eol;
+        session.releaseTimeout = ms;
+        return replies.setTimeout + eol;
+      }
+      case "stats/0": {
+        const sessions = table.sessions.size;
+        return [
+          "200 STATS",
+          `STAT clients ${sessions}`,
+          `STAT locks ${table.lockCount}`,
+          `STAT monitoring ${sessions}`,
+          "END",
+        ].join(eol) + eol;
+      }
+      case "debug/0":
+        if (!replies.hasDebug) break;
+        return debugLines(table).join(eol) + eol;
+      case "quit/0":
+        if (replies.quitCloses) {
+          this.#out += replies.quit + eol;
+          this.#log(line, replies.quit);
+          return CLOSE;
+        }
+        table.unlockAll(session);
+        return replies.quit + eol;
+    }
+    return replies.unknown(command) + eol;
+  }
+
+  #lock(key: string, value: string | null, wait: string | undefined): string | Promise<string> {
+    const { replies, table } = this.#ctx;
+    let seconds = 0;
+    if (wait !== undefined) {
+      const parsed = parseWhole(wait, MAX_WAIT_SECONDS);
+      if (parsed === null) return replies.badNumber(wait) + replies.eol;
+      seconds = parsed;
+    }
+    // Once the client has gone, nothing may wait on its behalf.
+    const result = table.lock(this.#session, key, value, this.#ended ? 0 : seconds * 1000);
+    const format = (r: LockResult) => replies.lock(r) + replies.eol;
+    return result instanceof Promise ? result.then(format) : format(result);
+  }
+}
+
+function parseWhole(text: string, max: number): number | null {
+  if (!WHOLE_NUMBER.test(text)) return null;
+  const n = Number(text);
+  return n <= max ? n : null;
+}
+
+function debugLines(table: LockTable): string[] {
+  const now = Date.now();
+  const lines = ["200 DEBUG"];
+  for (const s of table.sessions.values()) {
+    const id = /^[1-9][0-9]{0,14}$/.test(s.id) ? s.id : JSON.stringify(s.id);
+    const tail = s.connected ? "null" : `1,"expiresIn":${Math.max(0, s.expiresAt - now)}`;
+    lines.push(
+      `SESSION {"id":${id},"disposeTimeout":${s.releaseTimeout},"disposeTimeoutId":${tail}}`,
+    );
+  }
+  const requests: string[] = [];
+  for (const state of table.keys.values()) {
+    if (state.holders.size > 0) {
+      const who = [...state.holders].map((s) => `#${s.id}`).join(", ");
+      lines.push(`LOCK ${state.key} ${who}${state.value === null ? "" : ` (${state.value})`}`);
+    }
+    for (const w of state.queue) requests.push(`REQUEST #${w.session.id} ${w.key}`);
+  }
+  lines.push(...requests, "END");
+  return lines;
+}

@@ -1,0 +1,147 @@
+/**
+ * The bundled eLock server: both dialects (`original` and `extended`), on
+ * Node, Deno and Bun, with the reference servers' defects fixed.
+ *
+ * ```ts
+ * import { startServer } from "@x/elock/server";
+ *
+ * await using server = await startServer({ port: 0, dialect: "original" });
+ * console.log(`eLock listening on ${server.hostname}:${server.port}`);
+ * ```
+ *
+ * @module
+ */
+
+import { serveConnection, type ServerConnection, type ServerEvent } from "./connection.ts";
+import { type Dialect, dialectReplies } from "./dialect.ts";
+import { type Listen, runtimeListen } from "./listener.ts";
+import { LockTable } from "./lock_table.ts";
+
+export type { Dialect } from "./dialect.ts";
+export type { ServerConnection, ServerEvent } from "./connection.ts";
+export type { Listen, Listener, ListenOptions } from "./listener.ts";
+
+/** The port eLock servers listen on by default. */
+export const DEFAULT_PORT = 11400;
+
+/** Longest command line accepted by default, in bytes. */
+export const DEFAULT_MAX_LINE_LENGTH = 65_536;
+
+/** Options of {@linkcode startServer}. */
+export interface ServerOptions {
+  /** Address to bind (default `127.0.0.1`). */
+  hostname?: string;
+  /** Port to bind (default 11400); 0 picks a free port. */
+  port?: number;
+  /** Which server to behave like (default `extended`). */
+  dialect?: Dialect;
+  /** Hand out session ids 1, 2, 3... (guessable) instead of random ones. */
+  sequentialIds?: boolean;
+  /** Longest command line, in bytes (default 65536). */
+  maxLineLength?: number;
+  /** Release timeout of new sessions, in ms (default 30000). */
+  defaultReleaseTimeout?: number;
+  /** Called for each connection event (and each command, with `verbose`). */
+  onEvent?: (event: ServerEvent) => void;
+  /** Report every command to `onEvent`, not only connection events. */
+  verbose?: boolean;
+  /** The listener to use; by default the one of the current runtime. */
+  listen?: Listen;
+}
+
+/**
+ * A running eLock server.
+ *
+ * @example
+ * ```ts
+ * const server = await startServer({ port: 0 });
+ * try {
+ *   console.log(server.port);
+ * } finally {
+ *   await server.close();
+ * }
+ * ```
+ */
+export interface ELockServer extends AsyncDisposable {
+  /** Address the server is bound to. */
+  readonly hostname: string;
+  /** Port the server is bound to. */
+  readonly port: number;
+  /** The dialect it speaks. */
+  readonly dialect: Dialect;
+  /** Number of open client connections. */
+  readonly connections: number;
+  /** Stops listening, closes every connection, and clears all lock state. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an eLock server and resolves once it is listening.
+ *
+ * @param options where to listen and how to behave
+ * @returns the running server; close it with `close()` or `await using`
+ * @throws {Error} when the address cannot be bound (e.g. `EADDRINUSE`)
+ * @throws {RangeError} when an option is out of range
+ *
+ * @example Start on a free port, talk to it, stop
+ * ```ts
+ * import { startServer } from "@x/elock/server";
+ *
+ * await using server = await startServer({ port: 0, dialect: "extended" });
+ * console.log(`listening on port ${server.port}`);
+ * ```
+ */
+export async function startServer(options: ServerOptions = {}): Promise<ELockServer> {
+  const dialect = options.dialect ?? "extended";
+  if (dialect !== "original" && dialect !== "extended") {
+    throw new RangeError(`Unknown dialect: "${dialect}" (expected "original" or "extended")`);
+  }
+  const port = options.port ?? DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new RangeError(`Invalid port: ${port}`);
+  }
+  const maxLineLength = options.maxLineLength ?? DEFAULT_MAX_LINE_LENGTH;
+  if (!Number.isInteger(maxLineLength) || maxLineLength < 16) {
+    throw new RangeError(`Invalid maxLineLength: ${maxLineLength} (at least 16)`);
+  }
+  const table = new LockTable({
+    sequentialIds: options.sequentialIds ?? false,
+    defaultReleaseTimeout: options.defaultReleaseTimeout ?? 30_000,
+    detectDeadlocks: dialect === "extended",
+  });
+  const onEvent = options.onEvent;
+  const context = {
+    table,
+    replies: dialectReplies(dialect),
+    maxLineLength,
+    onEvent: onEvent && !options.verbose
+      ? (event: ServerEvent) => event.type !== "command" && onEvent(event)
+      : onEvent,
+  };
+  const open = new Map<ServerConnection, Promise<void>>();
+  const listen = options.listen ?? await runtimeListen();
+  const listener = await listen(
+    { hostname: options.hostname ?? "127.0.0.1", port },
+    (conn) => {
+      open.set(conn, serveConnection(conn, context).finally(() => open.delete(conn)));
+    },
+  );
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    closing ??= (async () => {
+      await listener.close();
+      for (const conn of open.keys()) conn.abort();
+      await Promise.all(open.values());
+      table.close();
+    })();
+  return {
+    hostname: listener.hostname,
+    port: listener.port,
+    dialect,
+    get connections() {
+      return open.size;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
