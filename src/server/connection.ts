@@ -54,8 +54,12 @@ export interface ConnectionContext {
   readonly onEvent?: ((event: ServerEvent) => void) | undefined;
 }
 
-/** Lines queued before the handler stops reading (TCP backpressure). */
-const MAX_QUEUED_LINES = 1024;
+/**
+ * Bytes of commands queued (behind a waiting lock, or while the client does
+ * not read its replies) before the handler stops reading from the socket.
+ * Reading on until then lets a disconnect be seen while a lock waits.
+ */
+const MAX_QUEUED_BYTES = 1 << 20;
 const MAX_WAIT_SECONDS = 2_147_483;
 const MAX_RELEASE_TIMEOUT = 2_147_483_647;
 const WHOLE_NUMBER = /^[0-9]{1,10}$/;
@@ -83,6 +87,7 @@ class SessionHandler {
   readonly #ctx: ConnectionContext;
   readonly #queue: SplitLine[] = [];
   #queueHead = 0;
+  #queuedBytes = 0;
   #session: Session;
   #commands = 0;
   #out = "";
@@ -120,11 +125,14 @@ class SessionHandler {
 
   async #read(): Promise<void> {
     const splitter = new LineSplitter(this.#ctx.maxLineLength);
-    const push = (line: SplitLine) => this.#queue.push(line);
+    const push = (line: SplitLine) => {
+      this.#queue.push(line);
+      this.#queuedBytes += line === OVERLONG_LINE ? 1 : line.length + 1;
+    };
     const reader = this.#conn.readable.getReader();
     try {
       while (!this.#ended) {
-        if (this.#queue.length - this.#queueHead >= MAX_QUEUED_LINES) {
+        if (this.#queuedBytes >= MAX_QUEUED_BYTES) {
           await new Promise<void>((resolve) => this.#resumeReading = resolve);
           continue;
         }
@@ -153,13 +161,12 @@ class SessionHandler {
     while (this.#queueHead < this.#queue.length && !this.#broken) {
       const line = this.#queue[this.#queueHead]!;
       this.#queue[this.#queueHead++] = "";
+      this.#queuedBytes -= line === OVERLONG_LINE ? 1 : line.length + 1;
       if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
         this.#queue.splice(0, this.#queueHead);
         this.#queueHead = 0;
       }
-      if (
-        this.#resumeReading !== null && this.#queue.length - this.#queueHead < MAX_QUEUED_LINES / 2
-      ) {
+      if (this.#resumeReading !== null && this.#queuedBytes < MAX_QUEUED_BYTES / 2) {
         this.#resumeReading();
         this.#resumeReading = null;
       }
@@ -169,6 +176,10 @@ class SessionHandler {
         reply = await reply;
       }
       if (reply === CLOSE) {
+        // Nothing sent after `quit` runs: the client has said goodbye.
+        this.#queue.length = 0;
+        this.#queueHead = 0;
+        this.#queuedBytes = 0;
         await this.#flush();
         this.#ended = true;
         this.#resumeReading?.();

@@ -13,6 +13,7 @@ import type { Listen } from "./listener.ts";
 interface BunSocket {
   data: SocketState;
   readonly remoteAddress: string;
+  readonly remotePort?: number;
   write(data: Uint8Array): number;
   end(): void;
   terminate(): void;
@@ -151,7 +152,9 @@ function bunConnection(socket: BunSocket): ServerConnection {
   return {
     readable,
     writable,
-    remoteAddress: socket.remoteAddress,
+    remoteAddress: typeof socket.remotePort === "number"
+      ? `${socket.remoteAddress}:${socket.remotePort}`
+      : socket.remoteAddress,
     close: () => socket.end(),
     abort: () => socket.terminate(),
   };

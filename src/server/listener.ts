@@ -29,15 +29,3 @@ export type Listen = (
   options: ListenOptions,
   onConnection: (conn: ServerConnection) => void,
 ) => Promise<Listener>;
-
-/** Picks the listener of the runtime this code runs on. */
-export async function runtimeListen(): Promise<Listen> {
-  const g = globalThis as Record<string, unknown>;
-  if (typeof g.Deno === "object" && g.Deno !== null) {
-    return (await import("./listen_deno.ts")).listenDeno;
-  }
-  if (typeof g.Bun === "object" && g.Bun !== null) {
-    return (await import("./listen_bun.ts")).listenBun;
-  }
-  return (await import("./listen_node.ts")).listenNode;
-}

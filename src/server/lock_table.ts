@@ -102,6 +102,7 @@ export class LockTable {
   readonly #defaultReleaseTimeout: number;
   readonly #detectDeadlocks: boolean;
   #nextId = 1;
+  #closed = false;
 
   constructor(options: LockTableOptions = {}) {
     this.#sequential = options.sequentialIds ?? false;
@@ -145,6 +146,7 @@ export class LockTable {
     value: string | null,
     waitMs: number,
   ): LockResult | Promise<LockResult> {
+    if (this.#closed) return { kind: "unavailable", holders: [], value: null };
     let state = this.keys.get(key);
     if (state === undefined) {
       state = { key, value, holders: new Set(), queue: [] };
@@ -226,6 +228,7 @@ export class LockTable {
     if (!session.connected) return;
     session.connected = false;
     this.cancelWait(session);
+    if (this.#closed) return;
     if (session.releaseTimeout <= 0) {
       this.dispose(session);
       return;
@@ -277,12 +280,28 @@ export class LockTable {
     return n;
   }
 
-  /** Clears every timer and settles every waiter (server shutdown). */
+  /**
+   * Clears every timer and answers every waiter "unavailable" (server
+   * shutdown). Afterwards no lock is granted and no timer is started.
+   */
   close(): void {
-    for (const session of this.sessions.values()) {
-      clearTimeout(session.expiry);
-      this.cancelWait(session);
+    this.#closed = true;
+    const waiters: Waiter[] = [];
+    for (const state of this.keys.values()) {
+      waiters.push(...state.queue);
+      state.queue.length = 0;
     }
+    for (const waiter of waiters) {
+      clearTimeout(waiter.timer);
+      waiter.session.waiting = null;
+      const state = this.keys.get(waiter.key);
+      waiter.settle(
+        state === undefined
+          ? { kind: "unavailable", holders: [], value: null }
+          : this.#unavailable(state),
+      );
+    }
+    for (const session of this.sessions.values()) clearTimeout(session.expiry);
     this.sessions.clear();
     this.keys.clear();
   }

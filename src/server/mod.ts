@@ -14,7 +14,8 @@
 
 import { serveConnection, type ServerConnection, type ServerEvent } from "./connection.ts";
 import { type Dialect, dialectReplies } from "./dialect.ts";
-import { type Listen, runtimeListen } from "./listener.ts";
+import type { Listen } from "./listener.ts";
+import { runtimeListen } from "./runtime_listen.ts";
 import { LockTable } from "./lock_table.ts";
 
 export type { Dialect } from "./dialect.ts";
@@ -131,8 +132,9 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
     closing ??= (async () => {
       await listener.close();
       for (const conn of open.keys()) conn.abort();
-      await Promise.all(open.values());
+      // Answers every waiting lock, so no handler stays parked in a wait.
       table.close();
+      await Promise.all(open.values());
     })();
   return {
     hostname: listener.hostname,

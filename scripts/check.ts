@@ -1,0 +1,43 @@
+/**
+ * The gate: lint, format, type checks (including the runtime isolation of
+ * the protocol and server core) and the JSR documentation lint.
+ * Run by `deno task check`; `deno task test` runs it first.
+ *
+ * @module
+ */
+
+import { heading, run } from "./_run.ts";
+
+const ENTRY_POINTS = ["mod.ts", "src/server/mod.ts"];
+
+const steps: Array<[string, string, string[]]> = [
+  ["deno lint", Deno.execPath(), ["lint"]],
+  ["deno fmt --check", Deno.execPath(), ["fmt", "--check"]],
+  ["deno check (every file)", Deno.execPath(), ["check", "."]],
+  [
+    "runtime isolation: core type-checks with no Node/Deno/Bun types",
+    "node_modules/.bin/tsc",
+    ["-p", "tsconfig.core.json"],
+  ],
+  ["deno doc --lint", Deno.execPath(), ["doc", "--lint", ...ENTRY_POINTS]],
+];
+
+/** Runs every step; resolves to the names of the steps that failed. */
+export async function check(): Promise<string[]> {
+  const failed: string[] = [];
+  for (const [name, cmd, args] of steps) {
+    heading(name);
+    const { code } = await run(cmd, args);
+    if (code !== 0) failed.push(name);
+  }
+  return failed;
+}
+
+if (import.meta.main) {
+  const failed = await check();
+  if (failed.length > 0) {
+    console.error(`\ncheck failed: ${failed.join(", ")}`);
+    Deno.exit(1);
+  }
+  console.log("\ncheck passed");
+}

@@ -1,0 +1,126 @@
+/**
+ * `deno task test`: the gate (scripts/check.ts), then the whole test suite on
+ * Deno, Bun and Node (the Node pass runs JavaScript compiled by tsc from the
+ * same sources). Ends with one summary line over every runtime:
+ * `N passed, N failed`. Fails if any runtime fails or runs zero tests.
+ *
+ * Flags: `--no-check` skips the gate; `--only=deno,bun,node` picks runtimes.
+ *
+ * @module
+ */
+
+import { check } from "./check.ts";
+import { heading, run } from "./_run.ts";
+
+interface Pass {
+  readonly runtime: string;
+  passed: number;
+  failed: number;
+  problem?: string;
+}
+
+const args = new Set(Deno.args);
+const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
+const wanted = (runtime: string) => only === undefined || only.includes(runtime);
+
+const TEST_FILES = [...Deno.readDirSync("tests")]
+  .filter((e) => e.isFile && e.name.endsWith("_test.ts"))
+  .map((e) => e.name)
+  .sort();
+
+function count(output: string, pattern: RegExp): number | null {
+  const matches = [...output.matchAll(pattern)];
+  const last = matches.at(-1);
+  return last === undefined ? null : Number(last[1]);
+}
+
+async function denoPass(): Promise<Pass> {
+  heading("Deno: deno test");
+  const { code, output } = await run(Deno.execPath(), [
+    "test",
+    "-A",
+    ...TEST_FILES.map((f) => `tests/${f}`),
+  ]);
+  const pass: Pass = {
+    runtime: "Deno",
+    passed: count(output, /(\d+) passed/g) ?? 0,
+    failed: count(output, /(\d+) failed/g) ?? 0,
+  };
+  if (code !== 0 && pass.failed === 0) pass.problem = `deno test exited with ${code}`;
+  return pass;
+}
+
+async function bunPass(): Promise<Pass> {
+  heading("Bun: bun test");
+  const { code, output } = await run("node_modules/.bin/bun", [
+    "test",
+    "--timeout",
+    "120000",
+    ...TEST_FILES.map((f) => `./tests/${f}`),
+  ]);
+  const pass: Pass = {
+    runtime: "Bun",
+    passed: count(output, /^\s*(\d+) pass$/gm) ?? 0,
+    failed: count(output, /^\s*(\d+) fail$/gm) ?? 0,
+  };
+  if (code !== 0 && pass.failed === 0) pass.problem = `bun test exited with ${code}`;
+  return pass;
+}
+
+async function nodePass(): Promise<Pass> {
+  heading("Node: tsc, then node --test on the compiled files");
+  await Deno.remove(".build/node", { recursive: true }).catch(() => {});
+  const build = await run("node_modules/.bin/tsc", ["-p", "tsconfig.json"]);
+  if (build.code !== 0) {
+    return { runtime: "Node", passed: 0, failed: 0, problem: "tsc failed" };
+  }
+  await copyDir("tests/fixtures", ".build/node/tests/fixtures");
+  const node = (await run("node", ["--version"], { quiet: true })).output.trim();
+  const { code, output } = await run("node", [
+    "--test",
+    "--test-reporter=spec",
+    ...TEST_FILES.map((f) => `.build/node/tests/${f.replace(/\.ts$/, ".js")}`),
+  ]);
+  const pass: Pass = {
+    runtime: `Node ${node}`,
+    passed: count(output, /^ℹ pass (\d+)/gm) ?? 0,
+    failed: count(output, /^ℹ fail (\d+)/gm) ?? 0,
+  };
+  if (code !== 0 && pass.failed === 0) pass.problem = `node --test exited with ${code}`;
+  return pass;
+}
+
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    const src = `${from}/${entry.name}`;
+    const dst = `${to}/${entry.name}`;
+    if (entry.isDirectory) await copyDir(src, dst);
+    else await Deno.copyFile(src, dst);
+  }
+}
+
+const problems: string[] = [];
+if (!args.has("--no-check")) {
+  const failed = await check();
+  for (const step of failed) problems.push(`check: ${step}`);
+}
+
+const passes: Pass[] = [];
+if (wanted("deno")) passes.push(await denoPass());
+if (wanted("bun")) passes.push(await bunPass());
+if (wanted("node")) passes.push(await nodePass());
+
+heading("Summary");
+for (const p of passes) {
+  console.log(
+    `${p.runtime}: ${p.passed} passed, ${p.failed} failed${p.problem ? ` (${p.problem})` : ""}`,
+  );
+  if (p.passed === 0) problems.push(`${p.runtime} ran no test`);
+  if (p.problem) problems.push(`${p.runtime}: ${p.problem}`);
+}
+for (const problem of problems) console.log(`problem: ${problem}`);
+const passed = passes.reduce((n, p) => n + p.passed, 0);
+const failed = passes.reduce((n, p) => n + p.failed, 0) + problems.length;
+console.log(`${passed} passed, ${failed} failed`);
+Deno.exit(failed === 0 ? 0 : 1);

@@ -1,0 +1,110 @@
+/**
+ * Command-line flag parsing on top of `node:util`'s `parseArgs` (available on
+ * Node, Deno and Bun), with error messages of our own that read the same on
+ * every runtime.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { UsageError } from "./subcommand.ts";
+
+/** One flag a subcommand accepts. */
+export interface FlagSpec {
+  /** `string` flags take a value (`--port 80` or `--port=80`); `boolean` ones do not. */
+  readonly type: "string" | "boolean";
+  /** A one-letter alias, e.g. `h` for `-h`. */
+  readonly short?: string;
+}
+
+/** The flags that were given, by name, and the other arguments. */
+export interface ParsedFlags<Spec extends Record<string, FlagSpec>> {
+  /** The value of each flag given (the last one wins when repeated). */
+  readonly values: {
+    readonly [Name in keyof Spec]?: Spec[Name]["type"] extends "string" ? string : true;
+  };
+  /** Arguments that are not flags, in order (everything after `--` included). */
+  readonly positionals: readonly string[];
+}
+
+/**
+ * Parses `args` against `spec`.
+ *
+ * @param args the arguments to parse
+ * @param spec the accepted flags, by long name
+ * @returns the flags and positional arguments
+ * @throws {UsageError} on an unknown flag, a missing value, or a value given to a boolean flag
+ *
+ * @example
+ * ```ts
+ * const { values } = parseFlags(["--port", "80"], { port: { type: "string" } });
+ * values.port; // "80"
+ * ```
+ */
+export function parseFlags<Spec extends Record<string, FlagSpec>>(
+  args: readonly string[],
+  spec: Spec,
+): ParsedFlags<Spec> {
+  const { tokens } = parseArgs({
+    args: [...args],
+    options: spec,
+    strict: false,
+    allowPositionals: true,
+    tokens: true,
+  });
+  const values: Record<string, string | true> = {};
+  const positionals: string[] = [];
+  for (const token of tokens) {
+    if (token.kind === "positional") {
+      positionals.push(token.value);
+    } else if (token.kind === "option") {
+      const flag = Object.hasOwn(spec, token.name) ? spec[token.name] : undefined;
+      if (flag === undefined) throw new UsageError(`unknown option ${quote(token.rawName)}`);
+      if (flag.type === "boolean") {
+        if (token.value !== undefined) {
+          throw new UsageError(`option --${token.name} takes no value`);
+        }
+        values[token.name] = true;
+      } else {
+        // parseArgs takes the next argument even when it looks like a flag.
+        if (token.value === undefined || (!token.inlineValue && token.value.startsWith("-"))) {
+          throw new UsageError(`option --${token.name} needs a value`);
+        }
+        values[token.name] = token.value;
+      }
+    }
+  }
+  return { values: values as ParsedFlags<Spec>["values"], positionals };
+}
+
+/**
+ * Reads a whole decimal number from a flag value.
+ *
+ * @param text the flag's value
+ * @param min smallest accepted value
+ * @param max largest accepted value
+ * @returns the number, or `null` if `text` is not a whole number from `min` to `max`
+ *
+ * @example
+ * ```ts
+ * parseWholeNumber("8080", 0, 65535); // 8080
+ * parseWholeNumber("1.5", 0, 65535); // null
+ * ```
+ */
+export function parseWholeNumber(text: string, min: number, max: number): number | null {
+  if (!/^[0-9]{1,16}$/.test(text)) return null;
+  const n = Number(text);
+  return n >= min && n <= max ? n : null;
+}
+
+/**
+ * Quotes a user-supplied word for an error message (control characters escaped).
+ *
+ * @example
+ * ```ts
+ * quote("--bogus"); // "\"--bogus\""
+ * ```
+ */
+export function quote(text: string): string {
+  return JSON.stringify(text);
+}

@@ -1,0 +1,189 @@
+/**
+ * `elock server`: runs the bundled eLock server in the foreground, logging to
+ * standard error, until SIGINT or SIGTERM.
+ *
+ * @module
+ */
+
+import {
+  DEFAULT_MAX_LINE_LENGTH,
+  DEFAULT_PORT,
+  type ServerEvent,
+  type ServerOptions,
+  startServer,
+} from "../server/mod.ts";
+import { parseFlags, parseWholeNumber, quote } from "./flags.ts";
+import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";
+
+const HELP = `Usage: elock server [options]
+
+Runs the bundled eLock server until SIGINT or SIGTERM. Logs to standard error.
+
+Options:
+  --host HOST            address to bind (default 127.0.0.1)
+  --port PORT            port to bind, 0 for any free port (default ${DEFAULT_PORT})
+  --dialect DIALECT      extended or original (default extended)
+  --sequential-ids       hand out guessable session ids 1, 2, 3...
+  --max-line-length N    longest command line in bytes (default ${DEFAULT_MAX_LINE_LENGTH})
+  --verbose              also log every command and its reply
+  -h, --help             show this help
+`;
+
+const FLAGS = {
+  host: { type: "string" },
+  port: { type: "string" },
+  dialect: { type: "string" },
+  "sequential-ids": { type: "boolean" },
+  "max-line-length": { type: "string" },
+  verbose: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** Longest part of a command or reply written to the log. */
+const MAX_LOGGED = 200;
+
+/** The `server` entry of the CLI's table of subcommands. */
+export const serverCommand: Subcommand = {
+  name: "server",
+  summary: "run the bundled eLock server",
+  help: HELP,
+  parse(args) {
+    const options = parseServerArgs(args);
+    return options === "help" ? "help" : (io) => runServer(options, io);
+  },
+};
+
+/**
+ * Parses the arguments of `elock server` into options for
+ * {@linkcode startServer}.
+ *
+ * @param args the arguments after `server`
+ * @returns the server options, or `"help"` if `--help` was given
+ * @throws {UsageError} when an argument is wrong
+ *
+ * @example
+ * ```ts
+ * parseServerArgs(["--port", "0", "--dialect", "original"]);
+ * // { hostname: "127.0.0.1", port: 0, dialect: "original", ... }
+ * ```
+ */
+export function parseServerArgs(args: readonly string[]): ServerOptions | "help" {
+  const { values, positionals } = parseFlags(args, FLAGS);
+  if (values.help) return "help";
+  if (positionals.length > 0) throw new UsageError(`unexpected argument ${quote(positionals[0]!)}`);
+  const port = values.port === undefined ? DEFAULT_PORT : parseWholeNumber(values.port, 0, 65535);
+  if (port === null) {
+    throw new UsageError(`invalid port ${quote(values.port!)} (expected a whole number 0-65535)`);
+  }
+  const dialect = values.dialect ?? "extended";
+  if (dialect !== "extended" && dialect !== "original") {
+    throw new UsageError(`invalid dialect ${quote(dialect)} (expected extended or original)`);
+  }
+  const maxLine = values["max-line-length"];
+  const maxLineLength = maxLine === undefined
+    ? DEFAULT_MAX_LINE_LENGTH
+    : parseWholeNumber(maxLine, 16, Number.MAX_SAFE_INTEGER);
+  if (maxLineLength === null) {
+    throw new UsageError(
+      `invalid --max-line-length ${quote(maxLine!)} (expected a whole number of at least 16)`,
+    );
+  }
+  if (values.host === "") throw new UsageError("option --host needs a value");
+  return {
+    hostname: values.host ?? "127.0.0.1",
+    port,
+    dialect,
+    sequentialIds: values["sequential-ids"] ?? false,
+    maxLineLength,
+    verbose: values.verbose ?? false,
+  };
+}
+
+/**
+ * Runs the server until `io.signal` is aborted, logging to `io.stderr`.
+ *
+ * @param options how to start the server (as from {@linkcode parseServerArgs})
+ * @param io where to log, and when to stop
+ * @returns 0 after a clean stop, 1 if the server could not start
+ *
+ * @example
+ * ```ts
+ * const stop = new AbortController();
+ * const done = runServer({ port: 0 }, {
+ *   stdout: () => {},
+ *   stderr: (text) => console.error(text.trimEnd()),
+ *   signal: stop.signal,
+ * });
+ * stop.abort("SIGTERM");
+ * await done; // 0
+ * ```
+ */
+export async function runServer(options: ServerOptions, io: CliIo): Promise<number> {
+  const log = (line: string) => io.stderr(`elock: ${line}\n`);
+  let server;
+  try {
+    server = await startServer({ ...options, onEvent: (event) => log(formatEvent(event)) });
+  } catch (error) {
+    const where = formatAddress(options.hostname ?? "127.0.0.1", options.port ?? DEFAULT_PORT);
+    log(`cannot start server on ${where}: ${error instanceof Error ? error.message : error}`);
+    return 1;
+  }
+  log(`${server.dialect} server listening on ${formatAddress(server.hostname, server.port)}`);
+  const signal = io.signal;
+  if (!signal.aborted) {
+    await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+  }
+  log(`${typeof signal.reason === "string" ? signal.reason : "stop request"} received, stopping`);
+  await server.close();
+  log("stopped");
+  return 0;
+}
+
+/**
+ * Formats a server event as one log line (without the `elock: ` prefix).
+ *
+ * @example
+ * ```ts
+ * formatEvent({ type: "connect", session: "7", remote: "127.0.0.1:50000" });
+ * // "#7 connected from 127.0.0.1:50000"
+ * ```
+ */
+export function formatEvent(event: ServerEvent): string {
+  switch (event.type) {
+    case "connect":
+      return `#${event.session} connected from ${event.remote}`;
+    case "resume":
+      return `#${event.session} resumed from ${event.remote}`;
+    case "disconnect": {
+      const locks = event.held === 1 ? "1 lock" : `${event.held} locks`;
+      return `#${event.session} disconnected from ${event.remote} holding ${locks}`;
+    }
+    case "command":
+      return `#${event.session} ${printable(event.line)} => ${printable(event.reply)}`;
+  }
+}
+
+function formatAddress(hostname: string, port: number): string {
+  return hostname.includes(":") ? `[${hostname}]:${port}` : `${hostname}:${port}`;
+}
+
+/**
+ * Makes wire text safe for a one-line log: decodes it as UTF-8 (the server
+ * hands lines over byte for byte), joins a multi-line reply with ` | `,
+ * escapes control characters and shortens it.
+ */
+function printable(wire: string): string {
+  const bytes = Uint8Array.from(wire, (c) => c.charCodeAt(0) & 0xff);
+  let text = new TextDecoder().decode(bytes).replace(/\r?\n/g, " | ");
+  if (text.length > MAX_LOGGED) {
+    text = `${text.slice(0, MAX_LOGGED)}... (${text.length - MAX_LOGGED} more characters)`;
+  }
+  return text.replace(/[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu, (c) => {
+    const code = c.charCodeAt(0);
+    if (c === "\r") return "\\r";
+    if (c === "\t") return "\\t";
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}

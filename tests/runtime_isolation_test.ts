@@ -1,0 +1,50 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFile } from "node:fs/promises";
+
+// The runtime-neutral core: protocol and server core. scripts/check.ts also
+// type-checks these files with no runtime types at all (tsconfig.core.json).
+const CORE = [
+  "src/protocol/line_splitter.ts",
+  "src/server/lock_table.ts",
+  "src/server/dialect.ts",
+  "src/server/connection.ts",
+  "src/server/listener.ts",
+];
+
+const RUNTIME_SPECIFIC = [
+  /from\s+["'](node|bun|cloudflare):/,
+  /import\(\s*["'](node|bun|cloudflare):/,
+  /\bDeno\./,
+  /\bBun\./,
+  /\bprocess\./,
+  /\brequire\(/,
+  /\bBuffer\b/,
+];
+
+const root = new URL("../", import.meta.url);
+// The Node pass runs compiled tests from .build/node/tests; sources stay at the root.
+const sourceRoot = root.pathname.endsWith("/.build/node/") ? new URL("../../", root) : root;
+
+test("server core and protocol core touch no runtime-specific API", async () => {
+  for (const file of CORE) {
+    const text = await readFile(new URL(file, sourceRoot), "utf8");
+    const imports = [...text.matchAll(/from\s+["']([^"']+)["']/g)].map((m) => m[1]!);
+    for (const specifier of imports) {
+      assert.ok(
+        specifier.startsWith("./") || specifier.startsWith("../"),
+        `${file} imports ${specifier}`,
+      );
+    }
+    for (const pattern of RUNTIME_SPECIFIC) {
+      assert.doesNotMatch(text, pattern, `${file} uses ${pattern}`);
+    }
+  }
+});
+
+test("the runtime isolation rule catches a runtime API", () => {
+  const offending = ['import net from "node:net";', "Deno.listen({ port: 1 });", "Bun.listen({});"];
+  for (const text of offending) {
+    assert.ok(RUNTIME_SPECIFIC.some((p) => p.test(text)), text);
+  }
+});
