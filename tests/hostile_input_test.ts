@@ -74,6 +74,62 @@ function latin1(text: string): Uint8Array {
   return out;
 }
 
+/**
+ * A client queues a wait, pipelines `behind` after it (a waiting lock is a
+ * barrier, so those commands pile up in the server), then leaves by each of
+ * `hows`. The server must notice, withdraw the wait, and hand the key to the
+ * next client rather than to the departed one.
+ */
+async function leaveWhileWaiting(
+  r: Replies,
+  behind: string,
+  hows: readonly ("reset" | "close")[],
+): Promise<void> {
+  await using server = await startServer({ port: 0, dialect: r.dialect });
+  await using clients = new Clients(server.port);
+  const guard = await Guard.start(clients, r);
+  const holder = await clients.connect();
+  const holderId = await sessionId(holder, r);
+  const third = await clients.connect();
+  try {
+    for (const how of hows) {
+      const key = `w-${how}`;
+      assert.equal(await holder.request(`lock ${key}`), r.acquired);
+      const leaver = await clients.connect();
+      leaver.send(`conn_id\nlock ${key} 60\n${behind}`.slice(0, -1));
+      assert.match(await leaver.line(), r.idReply); // the wait is queued right after
+      await sleep(200); // lets the server take in what it will of the commands behind
+      if (how === "reset") clients.reset(leaver);
+      else await clients.close(leaver);
+      await until(
+        `server connections after the waiting client's ${how}`,
+        () => Promise.resolve(server.connections),
+        (n) => n === clients.size,
+        5_000,
+      );
+      if (r.dialect === "extended") {
+        third.send("debug");
+        const requests: string[] = [];
+        for (let line = await third.line(); line !== "END"; line = await third.line()) {
+          if (line.startsWith("REQUEST ")) requests.push(line);
+        }
+        assert.deepEqual(requests, [], `no waiter left after the ${how}`);
+      }
+      // The key goes to whoever asks next, not to the departed waiter.
+      assert.equal(await holder.request(`unlock ${key}`), r.unlocked);
+      assert.equal(await third.request(`lock ${key}`), r.acquired, `lock ${key} after the ${how}`);
+      assert.equal(await third.request(`unlock ${key}`), r.unlocked);
+    }
+  } finally {
+    // Lets a waiter the server failed to withdraw go ahead, so the server can close.
+    holder.send("unlock_all");
+  }
+  assert.equal(await holder.line(), r.unlockAll);
+  assert.equal(await third.request(`lock ${guard.keys[0]}`), r.unavailable(guard.id));
+  assert.equal(await sessionId(holder, r), holderId);
+  await guard.verify();
+}
+
 for (const dialect of DIALECTS) {
   const r = repliesOf(dialect);
   const extended = dialect === "extended";
@@ -504,12 +560,15 @@ for (const dialect of DIALECTS) {
       await using clients = new Clients(server.port);
       const guard = await Guard.start(clients, r);
       const flood = "stats\n".repeat(30_000); // about 1.6 MB of replies
+      // 1.2 MB of commands and about 11 MB of replies: the server still has
+      // commands queued when its write fails.
+      const bigFlood = "stats\n".repeat(200_000);
 
-      const rounds = [0, 10, 50, 150, 300];
+      const rounds = [0, 10, 50, 150, 300, 300];
       await Promise.all(rounds.map(async (delay, i) => {
         const c = await clients.connect();
-        if (i % 2 === 0) c.socket.pause(); // replies pile up in the socket buffers
-        c.socket.write(flood, "latin1");
+        if (i % 2 === 0 || i === 5) c.socket.pause(); // replies pile up in the socket buffers
+        c.socket.write(i === 5 ? bigFlood : flood, "latin1");
         if (i === 1) c.socket.write(`lock ${guard.keys[0]} 30\n`, "latin1");
         await sleep(delay);
         clients.reset(c);
@@ -544,66 +603,24 @@ for (const dialect of DIALECTS) {
   test(
     `${dialect} server withdraws the wait of a client that leaves with 1,100 commands queued behind it`,
     SLOW,
-    async () => {
-      await using server = await startServer({ port: 0, dialect });
-      await using clients = new Clients(server.port);
-      const guard = await Guard.start(clients, r);
-      const holder = await clients.connect();
-      const holderId = await sessionId(holder, r);
-      const third = await clients.connect();
-      try {
-        for (const how of ["reset", "close"] as const) {
-          const key = `w-${how}`;
-          assert.equal(await holder.request(`lock ${key}`), r.acquired);
-          const leaver = await clients.connect();
-          // More commands behind the wait than the server queues before it stops reading.
-          leaver.send(`conn_id\nlock ${key} 60\n${"conn_id\n".repeat(1100)}`.slice(0, -1));
-          assert.match(await leaver.line(), r.idReply); // the wait is queued right after
-          if (how === "reset") clients.reset(leaver);
-          else await clients.close(leaver);
-          await until(
-            `server connections after the waiting client's ${how}`,
-            () => Promise.resolve(server.connections),
-            (n) => n === clients.size,
-            5_000,
-          );
-          if (extended) {
-            third.send("debug");
-            const requests: string[] = [];
-            for (let line = await third.line(); line !== "END"; line = await third.line()) {
-              if (line.startsWith("REQUEST ")) requests.push(line);
-            }
-            assert.deepEqual(requests, [], `no waiter left after the ${how}`);
-          }
-          // The key goes to whoever asks next, not to the departed waiter.
-          assert.equal(await holder.request(`unlock ${key}`), r.unlocked);
-          assert.equal(
-            await third.request(`lock ${key}`),
-            r.acquired,
-            `lock ${key} after the ${how}`,
-          );
-          assert.equal(await third.request(`unlock ${key}`), r.unlocked);
-        }
-      } finally {
-        // Lets a waiter the server failed to withdraw go ahead, so the server can close.
-        holder.send("unlock_all");
-      }
-      assert.equal(await holder.line(), r.unlockAll);
-      assert.equal(await third.request(`lock ${guard.keys[0]}`), r.unavailable(guard.id));
-      assert.match(await holder.request("conn_id"), new RegExp(holderId));
-      await guard.verify();
-    },
+    () => leaveWhileWaiting(r, "conn_id\n".repeat(1100), ["reset", "close"]),
   );
 
   test(
-    `${dialect} server shuts down while a client waits with 1,100 commands queued behind the wait`,
+    `${dialect} server withdraws the wait of a client that resets with 2 MiB of commands queued behind it`,
+    SLOW,
+    () => leaveWhileWaiting(r, "conn_id\n".repeat(2 * 1024 * 1024 / 8), ["reset"]),
+  );
+
+  test(
+    `${dialect} server shuts down while a client waits with 2 MiB of commands queued behind the wait`,
     SLOW,
     async () => {
       await using server = await startServer({ port: 0, dialect });
       await using clients = new Clients(server.port);
       const guard = await Guard.start(clients, r);
       const waiter = await clients.connect();
-      waiter.send(`conn_id\nlock ${guard.keys[0]} 8\n${"conn_id\n".repeat(1100)}`.slice(0, -1));
+      waiter.send(`conn_id\nlock ${guard.keys[0]} 8\n${"conn_id\n".repeat(262_144)}`.slice(0, -1));
       assert.match(await waiter.line(), r.idReply);
       await guard.verify();
       let timer: ReturnType<typeof setTimeout> | undefined;

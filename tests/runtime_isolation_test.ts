@@ -6,6 +6,9 @@ import { readFile } from "node:fs/promises";
 // type-checks these files with no runtime types at all (tsconfig.core.json).
 const CORE = [
   "src/protocol/line_splitter.ts",
+  "src/protocol/reply_reader.ts",
+  "src/protocol/commands.ts",
+  "src/errors.ts",
   "src/server/lock_table.ts",
   "src/server/dialect.ts",
   "src/server/connection.ts",

@@ -60,6 +60,12 @@ export interface ConnectionContext {
  * Reading on until then lets a disconnect be seen while a lock waits.
  */
 const MAX_QUEUED_BYTES = 1 << 20;
+/**
+ * While a lock waits, the handler reads on (so that a disconnect withdraws
+ * the wait at once) up to this many queued bytes; a client that pipelines
+ * more than this behind a waiting lock is disconnected.
+ */
+const MAX_QUEUED_BYTES_WAITING = 8 << 20;
 const MAX_WAIT_SECONDS = 2_147_483;
 const MAX_RELEASE_TIMEOUT = 2_147_483_647;
 const WHOLE_NUMBER = /^[0-9]{1,10}$/;
@@ -133,8 +139,14 @@ class SessionHandler {
     try {
       while (!this.#ended) {
         if (this.#queuedBytes >= MAX_QUEUED_BYTES) {
-          await new Promise<void>((resolve) => this.#resumeReading = resolve);
-          continue;
+          if (this.#session.waiting === null) {
+            await new Promise<void>((resolve) => this.#resumeReading = resolve);
+            continue;
+          }
+          if (this.#queuedBytes >= MAX_QUEUED_BYTES_WAITING) {
+            this.#conn.abort();
+            break;
+          }
         }
         const { value, done } = await reader.read();
         if (done) break;
@@ -152,7 +164,7 @@ class SessionHandler {
     if (this.#processing === null && this.#queueHead < this.#queue.length) {
       this.#processing = this.#process().finally(() => {
         this.#processing = null;
-        if (this.#queueHead < this.#queue.length) this.#kick();
+        if (this.#queueHead < this.#queue.length && !this.#broken) this.#kick();
       });
     }
   }
@@ -172,6 +184,9 @@ class SessionHandler {
       }
       let reply = this.#execute(line);
       if (typeof reply !== "string" && reply !== CLOSE) {
+        // Read on while the lock waits, so that a disconnect is seen.
+        this.#resumeReading?.();
+        this.#resumeReading = null;
         await this.#flush();
         reply = await reply;
       }

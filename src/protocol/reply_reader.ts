@@ -1,0 +1,376 @@
+/**
+ * Reads the replies of an eLock server from a byte stream, and parses the
+ * data blocks of `stats` and `debug`.
+ *
+ * Runtime-neutral: works on any `ReadableStream<Uint8Array>`, touches no
+ * socket.
+ *
+ * @example
+ * ```ts
+ * import { ReplyReader } from "./reply_reader.ts";
+ *
+ * const stream = new Blob(["200 Acquired\r\n409 Unavailable\n"]).stream();
+ * const replies = new ReplyReader(stream);
+ * await replies.read(); // { code: 200, message: "Acquired", lines: [] }
+ * await replies.read(); // { code: 409, message: "Unavailable", lines: [] }
+ * await replies.cancel();
+ * ```
+ *
+ * @module
+ */
+
+import { ConnectionClosedError, ELockError, ProtocolError } from "../errors.ts";
+import { encodeBinary, LineSplitter, OVERLONG_LINE, type SplitLine } from "./line_splitter.ts";
+
+/** One reply of the server. */
+export interface Reply {
+  /** The 3-digit code, e.g. 200. */
+  code: number;
+  /** The text after the code and its space; `""` when there is none. */
+  message: string;
+  /** The data lines of a block (`200 STATS`, `200 DEBUG`) without `END`; else empty. */
+  lines: string[];
+}
+
+/** Options of {@linkcode ReplyReader}. */
+export interface ReplyReaderOptions {
+  /** Longest reply line accepted, in bytes without its line end. Default 1 MiB. */
+  maxLineLength?: number;
+  /** Most bytes of data lines accepted in one block. Default 64 MiB. */
+  maxBlockBytes?: number;
+}
+
+/** Options of {@linkcode ReplyReader.read}. */
+export interface ReadOptions {
+  /**
+   * Whether a data block follows the first line: `true` when the reply is a
+   * 200, `false` never. Omitted: when the first line is `200 STATS` or
+   * `200 DEBUG`.
+   */
+  block?: boolean;
+}
+
+/** Statistics of a `stats` reply. */
+export interface Stats {
+  /** Connected clients. */
+  clients: number;
+  /** Locks held. */
+  locks: number;
+  /** The server's `monitoring` counter. */
+  monitoring: number;
+}
+
+/** A lock in a `debug` reply. */
+export interface DebugLock {
+  /** The key, as the server wrote it. */
+  key: string;
+  /** Session ids of its holders, without `#`. */
+  holders: string[];
+  /** The value of a value lock; `null` for an exclusive lock. */
+  value: string | null;
+}
+
+/** A waiting lock request in a `debug` reply. */
+export interface DebugRequest {
+  /** Session id of the waiter, without `#`. */
+  session: string;
+  /** The key it waits for. */
+  key: string;
+}
+
+/** The content of a `debug` reply. */
+export interface DebugInfo {
+  /** One JSON object per session; its fields are the server's own. */
+  sessions: unknown[];
+  /** The locks held. */
+  locks: DebugLock[];
+  /** The waiting requests. */
+  requests: DebugRequest[];
+}
+
+/** Default longest reply line: 1 MiB. */
+export const DEFAULT_MAX_LINE_LENGTH = 1024 * 1024;
+
+/** Default most bytes of data lines in one block: 64 MiB. */
+export const DEFAULT_MAX_BLOCK_BYTES = 64 * 1024 * 1024;
+
+const REPLY_LINE = /^([0-9]{3})(?: ([^]*))?$/;
+/** Lines come as Latin-1 strings: a code point over 0x7f is a non-ASCII byte. */
+const NON_ASCII = /[\u0080-\u00ff]/;
+const decoder = new TextDecoder();
+
+/**
+ * Reads replies one at a time from a stream of bytes. Accepts `\r\n` and
+ * `\n` line ends; lines are decoded as UTF-8 (invalid bytes become U+FFFD).
+ *
+ * A {@linkcode ProtocolError} (a line too long, a line that is not `DDD` or
+ * `DDD message`, a block too big) or a {@linkcode ConnectionClosedError} is
+ * final: the stream is released and every later `read()` rejects with the
+ * same error. Concurrent `read()` calls are served in call order.
+ *
+ * @example
+ * ```ts
+ * const stream = new Blob(["200 STATS\nSTAT clients 1\nSTAT locks 0\nSTAT monitoring 1\nEND\n"])
+ *   .stream();
+ * const reply = await new ReplyReader(stream).read();
+ * reply.lines; // ["STAT clients 1", "STAT locks 0", "STAT monitoring 1"]
+ * ```
+ */
+export class ReplyReader {
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  readonly #splitter: LineSplitter;
+  readonly #maxLineLength: number;
+  readonly #maxBlockBytes: number;
+  #lines: SplitLine[] = [];
+  #next = 0;
+  #failure: ELockError | null = null;
+  #released = false;
+  #tail: Promise<unknown> = Promise.resolve();
+
+  /**
+   * Takes the stream's reader.
+   *
+   * @param stream the bytes from the server
+   * @param options limits; see {@linkcode ReplyReaderOptions}
+   * @throws {RangeError} a limit is not a positive whole number
+   */
+  constructor(stream: ReadableStream<Uint8Array>, options: ReplyReaderOptions = {}) {
+    this.#maxLineLength = positive("maxLineLength", options.maxLineLength, DEFAULT_MAX_LINE_LENGTH);
+    this.#maxBlockBytes = positive("maxBlockBytes", options.maxBlockBytes, DEFAULT_MAX_BLOCK_BYTES);
+    this.#splitter = new LineSplitter(this.#maxLineLength);
+    this.#reader = stream.getReader();
+  }
+
+  /**
+   * Reads the next reply.
+   *
+   * @param options whether a data block follows; see {@linkcode ReadOptions}
+   * @returns the reply
+   * @throws {ProtocolError} the bytes are not a valid reply
+   * @throws {ConnectionClosedError} the stream ended (also in the middle of a
+   *   reply), failed, or the reader was cancelled
+   *
+   * @example
+   * ```ts
+   * const replies = new ReplyReader(new Blob(["200 Lock acquired\n"]).stream());
+   * const { code, message } = await replies.read(); // 200, "Lock acquired"
+   * ```
+   */
+  read(options: ReadOptions = {}): Promise<Reply> {
+    const reply = this.#tail.then(() => this.#readReply(options.block));
+    this.#tail = reply.catch(() => {});
+    return reply;
+  }
+
+  /**
+   * Stops reading: cancels the stream and releases it. Pending and later
+   * reads reject with {@linkcode ConnectionClosedError}.
+   *
+   * @param reason passed on to the stream's `cancel()`
+   *
+   * @example
+   * ```ts
+   * const replies = new ReplyReader(new Blob(["200 OK\n"]).stream());
+   * await replies.cancel("done");
+   * ```
+   */
+  async cancel(reason?: unknown): Promise<void> {
+    this.#failure ??= new ConnectionClosedError(
+      "Connection closed: the reply reader was cancelled",
+      reason instanceof Error ? { cause: reason } : undefined,
+    );
+    await this.#release(reason);
+  }
+
+  async #readReply(block: boolean | undefined): Promise<Reply> {
+    if (this.#failure !== null) throw this.#failure;
+    try {
+      const first = await this.#nextLine(false);
+      const match = REPLY_LINE.exec(first);
+      if (match === null) {
+        throw new ProtocolError(`Invalid reply line: ${JSON.stringify(preview(first))}`);
+      }
+      const code = Number(match[1]);
+      const message = match[2] ?? "";
+      const hasBlock = block ??
+        (code === 200 && (message === "STATS" || message === "DEBUG"));
+      const lines = hasBlock && code === 200 ? await this.#readBlock() : [];
+      return { code, message, lines };
+    } catch (error) {
+      if (error instanceof ELockError) {
+        this.#failure ??= error;
+        await this.#release(error);
+      }
+      throw error;
+    }
+  }
+
+  async #readBlock(): Promise<string[]> {
+    const lines: string[] = [];
+    let bytes = 0;
+    for (;;) {
+      const line = await this.#nextLine(true);
+      if (line === "END") return lines;
+      bytes += line.length;
+      if (bytes > this.#maxBlockBytes) {
+        throw new ProtocolError(`Reply block too long: more than ${this.#maxBlockBytes} bytes`);
+      }
+      lines.push(line);
+    }
+  }
+
+  async #nextLine(inBlock: boolean): Promise<string> {
+    while (this.#next >= this.#lines.length) {
+      this.#lines = [];
+      this.#next = 0;
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await this.#reader.read();
+      } catch (cause) {
+        throw new ConnectionClosedError("Connection closed: the stream failed", { cause });
+      }
+      if (chunk.done) {
+        const where = inBlock || this.#splitter.buffered > 0 ? ": in the middle of a reply" : "";
+        throw new ConnectionClosedError(`Connection closed${where}`);
+      }
+      this.#splitter.push(chunk.value, (line) => this.#lines.push(line));
+    }
+    const line = this.#lines[this.#next++]!;
+    if (line === OVERLONG_LINE) {
+      throw new ProtocolError(`Reply line too long: more than ${this.#maxLineLength} bytes`);
+    }
+    return NON_ASCII.test(line) ? decoder.decode(encodeBinary(line)) : line;
+  }
+
+  async #release(reason: unknown): Promise<void> {
+    if (this.#released) return;
+    this.#released = true;
+    this.#lines = [];
+    this.#next = 0;
+    try {
+      await this.#reader.cancel(reason);
+    } catch {
+      // Already closed or errored: nothing more to release.
+    }
+    try {
+      this.#reader.releaseLock();
+    } catch {
+      // A runtime that refuses while a read is pending: the stream is cancelled anyway.
+    }
+  }
+}
+
+/**
+ * Parses the data lines of a `stats` reply (`STAT NAME N`).
+ *
+ * @param reply a `200 STATS` reply
+ * @returns the counters
+ * @throws {ProtocolError} a line is not `STAT NAME N`, or a counter is missing
+ *
+ * @example
+ * ```ts
+ * parseStats({
+ *   code: 200,
+ *   message: "STATS",
+ *   lines: ["STAT clients 2", "STAT locks 2", "STAT monitoring 2"],
+ * }); // { clients: 2, locks: 2, monitoring: 2 }
+ * ```
+ */
+export function parseStats(reply: Reply): Stats {
+  const counters = new Map<string, number>();
+  for (const line of reply.lines) {
+    const match = /^STAT ([^ ]+) ([0-9]{1,15})$/.exec(line);
+    if (match === null) {
+      throw new ProtocolError(`Invalid stats line: ${JSON.stringify(preview(line))}`);
+    }
+    counters.set(match[1]!, Number(match[2]));
+  }
+  const counter = (name: string): number => {
+    const value = counters.get(name);
+    if (value === undefined) throw new ProtocolError(`Invalid stats reply: no "${name}" counter`);
+    return value;
+  };
+  return {
+    clients: counter("clients"),
+    locks: counter("locks"),
+    monitoring: counter("monitoring"),
+  };
+}
+
+/**
+ * Parses the data lines of a `debug` reply: `SESSION {json}`,
+ * `LOCK KEY #ID[, #ID] [(VALUE)]` and `REQUEST #ID KEY`. Lines of other
+ * kinds are skipped.
+ *
+ * @param reply a `200 DEBUG` reply
+ * @returns sessions, locks and waiting requests
+ * @throws {ProtocolError} a `SESSION` line is not a JSON object, or a `LOCK`
+ *   or `REQUEST` line is malformed
+ *
+ * @example
+ * ```ts
+ * parseDebug({
+ *   code: 200,
+ *   message: "DEBUG",
+ *   lines: ['SESSION {"id":1}', "LOCK v #1, #2 (red)", "REQUEST #3 v"],
+ * });
+ * // {
+ * //   sessions: [{ id: 1 }],
+ * //   locks: [{ key: "v", holders: ["1", "2"], value: "red" }],
+ * //   requests: [{ session: "3", key: "v" }],
+ * // }
+ * ```
+ */
+export function parseDebug(reply: Reply): DebugInfo {
+  const info: DebugInfo = { sessions: [], locks: [], requests: [] };
+  for (const line of reply.lines) {
+    const space = line.indexOf(" ");
+    const kind = space === -1 ? line : line.slice(0, space);
+    if (kind === "SESSION") {
+      info.sessions.push(parseSession(line));
+    } else if (kind === "LOCK") {
+      const match = /^LOCK ([^ ]+)(?: (#[^ ,]+(?:, #[^ ,]+)*))?(?: \(([^]*)\))?$/.exec(line);
+      if (match === null) throw invalidDebugLine(line);
+      const holders = match[2] === undefined ? [] : match[2].split(", ").map((h) => h.slice(1));
+      info.locks.push({ key: match[1]!, holders, value: match[3] ?? null });
+    } else if (kind === "REQUEST") {
+      const match = /^REQUEST #([^ ]+) ([^ ]+)$/.exec(line);
+      if (match === null) throw invalidDebugLine(line);
+      info.requests.push({ session: match[1]!, key: match[2]! });
+    }
+  }
+  return info;
+}
+
+function parseSession(line: string): unknown {
+  let session: unknown;
+  try {
+    session = JSON.parse(line.slice("SESSION ".length));
+  } catch (cause) {
+    throw invalidDebugLine(line, cause);
+  }
+  if (typeof session !== "object" || session === null || Array.isArray(session)) {
+    throw invalidDebugLine(line);
+  }
+  return session;
+}
+
+function invalidDebugLine(line: string, cause?: unknown): ProtocolError {
+  return new ProtocolError(
+    `Invalid debug line: ${JSON.stringify(preview(line))}`,
+    cause === undefined ? undefined : { cause },
+  );
+}
+
+function positive(name: string, value: number | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new RangeError(`Invalid ${name}: ${String(value)} is not a positive whole number`);
+  }
+  return value;
+}
+
+/** Shortens a line for an error message. */
+function preview(text: string): string {
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
