@@ -20,10 +20,10 @@ import {
   type Replies,
   repliesOf,
   sessionId,
-  sleep,
   stats,
   until,
 } from "./support/hostile.ts";
+import { sleep } from "./support/wait.ts";
 
 /** For the tests that open many connections or move megabytes (Bun's default is 5 s). */
 const SLOW = { timeout: 60_000 };

@@ -11,6 +11,7 @@
  */
 
 import { test } from "node:test";
+import { until } from "./support/wait.ts";
 import assert from "node:assert/strict";
 import {
   type LockResult,
@@ -50,15 +51,6 @@ function immediate(result: LockResult | Promise<LockResult>): LockResult {
 /** Lets pending promise callbacks run. */
 function tick(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
-}
-
-/** Polls `condition` until it holds; fails after `timeoutMs`. */
-async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /**

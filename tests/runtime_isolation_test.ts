@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 // type-checks these files with no runtime types at all (tsconfig.core.json).
 const CORE = [
   "src/protocol/line_splitter.ts",
+  "src/protocol/limits.ts",
   "src/protocol/reply_reader.ts",
   "src/protocol/commands.ts",
   "src/errors.ts",

@@ -13,6 +13,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { type Dialect, type ServerEvent, startServer } from "../src/server/mod.ts";
 import { LineClient } from "./support/line_client.ts";
+import { sleep, until } from "./support/wait.ts";
 
 const DIALECTS: readonly Dialect[] = ["original", "extended"];
 
@@ -123,7 +124,7 @@ async function serve(dialect: Dialect): Promise<Harness> {
       probe ??= await LineClient.connect(server.port);
       const wanted = `REQUEST #${client.id} ${key}`;
       const p = probe;
-      await untilAsync(async () => (await debug(p)).includes(wanted), wanted);
+      await until(async () => (await debug(p)).includes(wanted), wanted);
     },
     async [Symbol.asyncDispose]() {
       await Promise.all([...clients, ...(probe ? [probe] : [])].map((c) => c.close()));
@@ -158,26 +159,6 @@ async function stats(client: Client, eol: string): Promise<Record<string, number
   }
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  await untilAsync(() => Promise.resolve(condition()), what, timeoutMs);
-}
-
-async function untilAsync(
-  condition: () => Promise<boolean>,
-  what: string,
-  timeoutMs = 5000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
 /** Asserts that nothing arrives at `client` for a short while. */
 async function quiet(client: Client): Promise<void> {
   assert.equal(await client.line.lineOrNull(150), null);
@@ -185,7 +166,7 @@ async function quiet(client: Client): Promise<void> {
 
 /** Retries `lock key` on `client` until it answers acquired. */
 async function lockEventually(h: Harness, client: Client, key: string): Promise<void> {
-  await untilAsync(async () => {
+  await until(async () => {
     const reply = await client.line.request(`lock ${key}`);
     if (reply === h.r.acquired) return true;
     assert.match(reply, /^409 /);

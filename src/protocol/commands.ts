@@ -17,6 +17,7 @@
  */
 
 import { InvalidKeyError, type KeyKind } from "../errors.ts";
+import { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "./limits.ts";
 
 /**
  * How keys and values go on the wire: `"raw"` sends them as they are (and
@@ -28,11 +29,7 @@ export type KeyEncoding = "raw" | "sha1";
 /** Longest raw key, value or session id, in UTF-8 bytes. */
 export const MAX_KEY_BYTES = 1024;
 
-/** Longest wait the servers honour, in whole seconds (PROTOCOL.md defect 11). */
-export const MAX_WAIT_SECONDS = 2_147_483;
-
-/** Largest `set_timeout` value, in milliseconds. */
-export const MAX_TIMEOUT_MS = 2_147_483_647;
+export { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "./limits.ts";
 
 const encoder = new TextEncoder();
 const LONE_SURROGATE = /\p{Cs}/u;

@@ -12,6 +12,7 @@ import {
   OVERLONG_LINE,
   type SplitLine,
 } from "../protocol/line_splitter.ts";
+import { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "../protocol/limits.ts";
 import type { DialectReplies } from "./dialect.ts";
 import type { LockResult, LockTable, Session } from "./lock_table.ts";
 
@@ -66,10 +67,7 @@ const MAX_QUEUED_BYTES = 1 << 20;
  * more than this behind a waiting lock is disconnected.
  */
 const MAX_QUEUED_BYTES_WAITING = 8 << 20;
-const MAX_WAIT_SECONDS = 2_147_483;
-const MAX_RELEASE_TIMEOUT = 2_147_483_647;
 const WHOLE_NUMBER = /^[0-9]{1,10}$/;
-const CLOSE = Symbol("close");
 
 /**
  * Serves `conn` until the client leaves or the socket breaks; resolves once
@@ -99,6 +97,8 @@ class SessionHandler {
   #out = "";
   #ended = false;
   #broken = false;
+  /** `quit` was answered; the connection closes after the reply. */
+  #quitting = false;
   #processing: Promise<void> | null = null;
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   #resumeReading: (() => void) | null = null;
@@ -178,31 +178,27 @@ class SessionHandler {
         this.#queue.splice(0, this.#queueHead);
         this.#queueHead = 0;
       }
-      if (this.#resumeReading !== null && this.#queuedBytes < MAX_QUEUED_BYTES / 2) {
-        this.#resumeReading();
-        this.#resumeReading = null;
-      }
+      if (this.#queuedBytes < MAX_QUEUED_BYTES / 2) this.#wakeReader();
       let reply = this.#execute(line);
-      if (typeof reply !== "string" && reply !== CLOSE) {
+      if (typeof reply !== "string") {
         // Read on while the lock waits, so that a disconnect is seen.
-        this.#resumeReading?.();
-        this.#resumeReading = null;
+        this.#wakeReader();
         await this.#flush();
         reply = await reply;
       }
-      if (reply === CLOSE) {
+      this.#out += reply;
+      this.#log(line, reply);
+      if (this.#quitting) {
         // Nothing sent after `quit` runs: the client has said goodbye.
         this.#queue.length = 0;
         this.#queueHead = 0;
         this.#queuedBytes = 0;
         await this.#flush();
         this.#ended = true;
-        this.#resumeReading?.();
+        this.#wakeReader();
         this.#conn.close();
         return;
       }
-      this.#out += reply;
-      this.#log(line, reply);
     }
     await this.#flush();
   }
@@ -217,7 +213,7 @@ class SessionHandler {
     } catch {
       this.#broken = true;
       this.#ended = true;
-      this.#resumeReading?.();
+      this.#wakeReader();
     }
   }
 
@@ -230,8 +226,14 @@ class SessionHandler {
     });
   }
 
-  /** Runs one command; a reply string, a pending reply, or CLOSE. */
-  #execute(line: SplitLine): string | Promise<string> | typeof CLOSE {
+  /** Lets a reader paused by a full queue go on. */
+  #wakeReader(): void {
+    this.#resumeReading?.();
+    this.#resumeReading = null;
+  }
+
+  /** Runs one command; its reply now, or a pending reply (a waiting lock). */
+  #execute(line: SplitLine): string | Promise<string> {
     const { replies, table } = this.#ctx;
     const eol = replies.eol;
     const first = this.#commands++ === 0;
@@ -270,7 +272,7 @@ class SessionHandler {
         return replies.resume(result) + eol;
       }
       case "set_timeout/1": {
-        const ms = parseWhole(words[1]!, MAX_RELEASE_TIMEOUT);
+        const ms = parseWhole(words[1]!, MAX_TIMEOUT_MS);
         if (ms === null) return replies.badNumber(words[1]!) + eol;
         session.releaseTimeout = ms;
         return replies.setTimeout + eol;
@@ -289,12 +291,10 @@ class SessionHandler {
         if (!replies.hasDebug) break;
         return debugLines(table).join(eol) + eol;
       case "quit/0":
-        if (replies.quitCloses) {
-          this.#out += replies.quit + eol;
-          this.#log(line, replies.quit);
-          return CLOSE;
-        }
-        table.unlockAll(session);
+        // The original server closes the connection (locks then follow the
+        // disconnect rule); the extended one releases every lock.
+        if (replies.quitCloses) this.#quitting = true;
+        else table.unlockAll(session);
         return replies.quit + eol;
     }
     return replies.unknown(command) + eol;

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { MAX_WAIT_SECONDS } from "../protocol/limits.ts";
+
 /** A client session; it outlives its connection for `releaseTimeout` ms. */
 export interface Session {
   /** Opaque id, handed out by `conn_id`. */
@@ -82,8 +84,8 @@ export interface LockTableOptions {
 }
 
 const ACQUIRED: LockResult = Object.freeze({ kind: "acquired" });
-/** Longest wait the table accepts, in ms (a timer's limit). */
-export const MAX_WAIT_MS = 2_147_483_000;
+/** Longest wait the table accepts, in ms (within a timer's limit). */
+export const MAX_WAIT_MS: number = MAX_WAIT_SECONDS * 1000;
 
 /**
  * Every lock, waiter and session of one server.

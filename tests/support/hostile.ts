@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import type { Dialect } from "../../src/server/mod.ts";
 import { LineClient } from "./line_client.ts";
+import { sleep } from "./wait.ts";
 
 /** Both dialects, in the order the tests are declared. */
 export const DIALECTS: readonly Dialect[] = ["original", "extended"];
@@ -77,30 +78,6 @@ export function repliesOf(dialect: Dialect): Replies {
   };
 }
 
-/** Resolves after `ms` milliseconds (the timer always completes). */
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-/**
- * Closes `client` gracefully (FIN) and resolves once its socket is closed;
- * destroys it if the server does not close its side within 3 s. Unlike
- * `LineClient.close`, leaves no timer behind and also works on a paused socket.
- */
-export function closeClient(client: LineClient): Promise<void> {
-  const socket = client.socket;
-  if (socket.destroyed) return Promise.resolve();
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => socket.destroy(), 3000);
-    socket.once("close", () => {
-      clearTimeout(timer);
-      resolve();
-    });
-    socket.resume();
-    socket.end();
-  });
-}
-
 /** Every connection a test opens; all of them are closed on dispose. */
 export class Clients implements AsyncDisposable {
   readonly #port: number;
@@ -125,7 +102,7 @@ export class Clients implements AsyncDisposable {
   /** Closes `client` gracefully and stops tracking it. */
   async close(client: LineClient): Promise<void> {
     this.#open.delete(client);
-    await closeClient(client);
+    await client.close();
   }
 
   /** Resets `client` (RST where the runtime can) and stops tracking it. */
@@ -137,7 +114,7 @@ export class Clients implements AsyncDisposable {
   async [Symbol.asyncDispose](): Promise<void> {
     const all = [...this.#open];
     this.#open.clear();
-    await Promise.all(all.map(closeClient));
+    await Promise.all(all.map((c) => c.close()));
   }
 }
 

@@ -122,13 +122,22 @@ export class LineClient implements AsyncDisposable {
     return this.#ended;
   }
 
-  /** Closes the connection (FIN) and waits for the socket to close. */
+  /**
+   * Closes the connection (FIN) and resolves once the socket is closed;
+   * destroys it if the server does not close its side within 3 s. Leaves no
+   * timer behind and works on a paused socket too.
+   */
   close(): Promise<void> {
-    if (this.socket.destroyed) return Promise.resolve();
+    const socket = this.socket;
+    if (socket.destroyed) return Promise.resolve();
     return new Promise((resolve) => {
-      this.socket.once("close", () => resolve());
-      this.socket.end();
-      setTimeout(() => this.socket.destroy(), 1000).unref?.();
+      const timer = setTimeout(() => socket.destroy(), 3000);
+      socket.once("close", () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      socket.resume();
+      socket.end();
     });
   }
 
