@@ -3,15 +3,61 @@
  * workers, with a bundled eLock server (`@x/elock/server`).
  *
  * ```ts
- * import { DEFAULT_PORT } from "@x/elock";
+ * import { ELockClient } from "@x/elock";
  * import { startServer } from "@x/elock/server";
  *
  * await using server = await startServer({ port: 0 });
- * console.log(`eLock on ${server.port} (the usual port is ${DEFAULT_PORT})`);
+ * await using client = await ELockClient.connect({ port: server.port });
+ * await client.withLock("invoice-42", async () => {
+ *   // only one holder of "invoice-42" at a time, across processes and machines
+ * }, { timeout: 5000 });
  * ```
  *
  * @module
  */
 
-export { DEFAULT_PORT } from "./src/server/mod.ts";
+export { ELockClient } from "./src/client.ts";
+export type { AcquireOptions, ConnectOptions, LockOptions } from "./src/client_options.ts";
+export { HeldLock } from "./src/lock_handle.ts";
+export { ELockLockManager } from "./src/lock_manager.ts";
+export type {
+  ELockLock,
+  ELockLockInfo,
+  ELockLockManagerSnapshot,
+  ELockLockMode,
+  ELockLockOptions,
+} from "./src/lock_manager.ts";
+export {
+  ConnectionClosedError,
+  DeadlockError,
+  ELockError,
+  InvalidKeyError,
+  LockUnavailableError,
+  parseDeadlockPath,
+  ProtocolError,
+  UnexpectedResponseError,
+  UnsupportedCommandError,
+} from "./src/errors.ts";
+export type { DeadlockEdge, ELockErrorOptions, KeyKind } from "./src/errors.ts";
+export type { KeyEncoding } from "./src/protocol/commands.ts";
+export type { Logger } from "./src/protocol/connection.ts";
+export type {
+  DebugInfo,
+  DebugLock,
+  DebugRequest,
+  Reply,
+  Stats,
+} from "./src/protocol/reply_reader.ts";
+export type {
+  Transport,
+  TransportConnection,
+  TransportConnectOptions,
+} from "./src/transport/transport.ts";
+export { defaultTransport } from "./src/transport/default.ts";
+export { nodeTransport } from "./src/transport/node.ts";
+export { denoTransport } from "./src/transport/deno.ts";
+export { bunTransport } from "./src/transport/bun.ts";
+export { socketTransport } from "./src/transport/socket.ts";
+export type { SocketConnect, SocketLike } from "./src/transport/socket.ts";
+export { DEFAULT_PORT } from "./src/protocol/limits.ts";
 export type { Dialect } from "./src/server/mod.ts";

@@ -1,95 +1,85 @@
 /**
  * The demo: starts the bundled eLock server in-process on a free port and
- * shows two clients contending, a wait that succeeds, a deadlock, value
- * locks, `stats` and `debug`, over real TCP. Run with `npm run demo`.
+ * shows, with the client, two clients contending, a wait that succeeds, a
+ * deadlock caught as `DeadlockError`, value locks, `stats` and `debug`, over
+ * real TCP. Run with `npm run demo`.
  *
  * @module
  */
 
-import { connect, type Socket } from "node:net";
+import { DeadlockError, ELockClient } from "../mod.ts";
 import { startServer } from "../src/server/mod.ts";
 
-/** A bare line-protocol connection that prints what it sends and receives. */
-class Conn {
-  #lines: string[] = [];
-  #wake: (() => void) | null = null;
-  #buffer = "";
+const say = (text: string) => console.log(text);
 
-  constructor(readonly name: string, readonly socket: Socket) {
-    socket.setEncoding("utf8");
-    socket.on("data", (chunk: string) => {
-      this.#buffer += chunk;
-      let nl: number;
-      while ((nl = this.#buffer.indexOf("\n")) !== -1) {
-        this.#lines.push(this.#buffer.slice(0, nl).replace(/\r$/, ""));
-        this.#buffer = this.#buffer.slice(nl + 1);
-      }
-      this.#wake?.();
-    });
-  }
+/** Resolves when the server reports a lock request for `key` waiting in its queue. */
+const waitingFor = (key: string) => new Promise<void>((resolve) => waiters.set(key, resolve));
+const waiters = new Map<string, () => void>();
 
-  static open(name: string, port: number): Promise<Conn> {
-    return new Promise((resolve, reject) => {
-      const socket = connect({ port, host: "127.0.0.1" }, () => resolve(new Conn(name, socket)));
-      socket.once("error", reject);
-    });
-  }
+await using server = await startServer({
+  port: 0,
+  dialect: "extended",
+  onEvent: (event) => {
+    if (event.type === "wait") waiters.get(event.key)?.();
+  },
+});
+say(`eLock server (extended dialect) listening on 127.0.0.1:${server.port}\n`);
 
-  send(line: string): void {
-    console.log(`${this.name} > ${line}`);
-    this.socket.write(line + "\n");
-  }
+await using alice = await ELockClient.connect({ port: server.port, releaseTimeout: 0 });
+await using bob = await ELockClient.connect({ port: server.port, releaseTimeout: 0 });
+say(`alice is session ${await alice.sessionId()}, bob is session ${await bob.sessionId()}`);
 
-  async reply(): Promise<string> {
-    while (this.#lines.length === 0) await new Promise<void>((r) => this.#wake = r);
-    const line = this.#lines.shift()!;
-    console.log(`${this.name} < ${line}`);
-    return line;
-  }
+say("\n# Two clients contending");
+say(`alice: lock("invoice-42")            -> ${await alice.lock("invoice-42")}`);
+say(`bob:   lock("invoice-42")            -> ${await bob.lock("invoice-42")}`);
+say(`bob:   lock("invoice-42", 300 ms)    -> ${await bob.lock("invoice-42", { timeout: 300 })}`);
 
-  async request(line: string): Promise<string> {
-    this.send(line);
-    const first = await this.reply();
-    if (first === "200 STATS" || first === "200 DEBUG") {
-      while (await this.reply() !== "END");
-    }
-    return first;
-  }
+say("\n# A wait that succeeds");
+const waiting = bob.lock("invoice-42", { timeout: 5000 });
+say('bob:   lock("invoice-42", 5000 ms)   ... waiting');
+setTimeout(() => {
+  say('alice: unlock("invoice-42")');
+  void alice.unlock("invoice-42");
+}, 200);
+say(`bob:   ... granted                   -> ${await waiting}`);
+await bob.unlock("invoice-42");
+
+say("\n# A deadlock, caught");
+await alice.lock("ledger");
+await bob.lock("journal");
+const journalWait = waitingFor("journal");
+const aliceWaits = alice.lock("journal", { timeout: 10_000 });
+await journalWait;
+say("alice: holds ledger, waits for journal");
+try {
+  say("bob:   holds journal, asks for ledger");
+  await bob.lock("ledger", { timeout: 10_000 });
+} catch (error) {
+  if (!(error instanceof DeadlockError)) throw error;
+  say(`bob:   DeadlockError: ${error.message}`);
+  say(`       cycle: ${error.cycle.map((e) => `#${e.session} waits for ${e.key}`).join(", ")}`);
+  await bob.unlock("journal");
 }
+say(`alice: ... got journal               -> ${await aliceWaits}`);
+await alice.unlockAll();
 
-await using server = await startServer({ port: 0, dialect: "extended", sequentialIds: true });
-console.log(`bundled eLock server (${server.dialect}) on 127.0.0.1:${server.port}\n`);
-const alice = await Conn.open("alice", server.port);
-const bob = await Conn.open("bob", server.port);
+say("\n# Value locks: readers share, a writer is kept out");
+say(`alice: lockValue("schema", "read")   -> ${await alice.lockValue("schema", "read")}`);
+say(`bob:   lockValue("schema", "read")   -> ${await bob.lockValue("schema", "read")}`);
+await using carol = await ELockClient.connect({ port: server.port });
+say(`carol: lockValue("schema", "write")  -> ${await carol.lockValue("schema", "write")}`);
 
-console.log("-- two clients contend for one key");
-await alice.request("lock report");
-await bob.request("lock report");
+say("\n# stats");
+say(JSON.stringify(await carol.stats()));
 
-console.log("\n-- bob waits up to 5 s; alice unlocks and bob gets it");
-bob.send("lock report 5");
-const granted = bob.reply();
-await alice.request("unlock report");
-await granted;
+say("\n# debug");
+const info = await carol.debug();
+for (const lock of info.locks) {
+  say(
+    `LOCK ${lock.key} held by ${lock.holders.map((h) => `#${h}`).join(", ")}` +
+      (lock.value === null ? "" : ` with value ${lock.value}`),
+  );
+}
+say(`${info.sessions.length} sessions, ${info.requests.length} waiting requests`);
 
-console.log("\n-- a deadlock is caught instead of hanging");
-await alice.request("lock invoices");
-alice.send("lock report 5");
-await new Promise((r) => setTimeout(r, 100));
-await bob.request("lock invoices 5");
-await bob.request("unlock report");
-await alice.reply();
-
-console.log("\n-- value locks: readers share a key under one value");
-await alice.request("lock_value config v1");
-await bob.request("lock_value config v1");
-await bob.request("lock_value schema v2");
-await alice.request("lock_value schema v3");
-
-console.log("\n-- stats and debug");
-await alice.request("stats");
-await alice.request("debug");
-
-alice.socket.end();
-bob.socket.end();
-console.log("\ndemo finished");
+say("\nDone: every client releases its locks and disconnects; the server stops.");

@@ -20,6 +20,11 @@ const steps: Array<[string, string, string[]]> = [
     ["-p", "tsconfig.core.json"],
   ],
   ["deno doc --lint", Deno.execPath(), ["doc", "--lint", ...ENTRY_POINTS]],
+  [
+    "every export has an @example",
+    Deno.execPath(),
+    ["run", "-A", "scripts/doc_examples.ts", ...ENTRY_POINTS],
+  ],
 ];
 
 /** Runs every step; resolves to the names of the steps that failed. */

@@ -1,10 +1,13 @@
 /**
  * `deno task test`: the gate (scripts/check.ts), then the whole test suite on
  * Deno, Bun and Node (the Node pass runs JavaScript compiled by tsc from the
- * same sources). Ends with one summary line over every runtime:
- * `N passed, N failed`. Fails if any runtime fails or runs zero tests.
+ * same sources), then the workerd tests (tests/workerd/: the compiled client
+ * inside workerd, through Miniflare, run by `node --test`). Ends with one
+ * summary line over every runtime: `N passed, N failed`. Fails if any runtime
+ * fails or runs zero tests.
  *
- * Flags: `--no-check` skips the gate; `--only=deno,bun,node` picks runtimes.
+ * Flags: `--no-check` skips the gate; `--only=deno,bun,node,workerd` picks
+ * runtimes.
  *
  * @module
  */
@@ -23,10 +26,14 @@ const args = new Set(Deno.args);
 const only = Deno.args.find((a) => a.startsWith("--only="))?.slice(7).split(",");
 const wanted = (runtime: string) => only === undefined || only.includes(runtime);
 
-const TEST_FILES = [...Deno.readDirSync("tests")]
-  .filter((e) => e.isFile && e.name.endsWith("_test.ts"))
-  .map((e) => e.name)
-  .sort();
+function testFiles(dir: string): string[] {
+  return [...Deno.readDirSync(dir)]
+    .filter((e) => e.isFile && e.name.endsWith("_test.ts"))
+    .map((e) => e.name)
+    .sort();
+}
+
+const TEST_FILES = testFiles("tests");
 
 function count(output: string, pattern: RegExp): number | null {
   const matches = [...output.matchAll(pattern)];
@@ -67,14 +74,24 @@ async function bunPass(): Promise<Pass> {
   return pass;
 }
 
+/** Compiles src/ and tests/ to .build/node once; resolves to whether tsc succeeded. */
+let built: Promise<boolean> | null = null;
+function build(): Promise<boolean> {
+  built ??= (async () => {
+    await Deno.remove(".build/node", { recursive: true }).catch(() => {});
+    const { code } = await run("node_modules/.bin/tsc", ["-p", "tsconfig.json"]);
+    if (code !== 0) return false;
+    await copyDir("tests/fixtures", ".build/node/tests/fixtures");
+    return true;
+  })();
+  return built;
+}
+
 async function nodePass(): Promise<Pass> {
   heading("Node: tsc, then node --test on the compiled files");
-  await Deno.remove(".build/node", { recursive: true }).catch(() => {});
-  const build = await run("node_modules/.bin/tsc", ["-p", "tsconfig.json"]);
-  if (build.code !== 0) {
+  if (!await build()) {
     return { runtime: "Node", passed: 0, failed: 0, problem: "tsc failed" };
   }
-  await copyDir("tests/fixtures", ".build/node/tests/fixtures");
   const node = (await run("node", ["--version"], { quiet: true })).output.trim();
   const { code, output } = await run("node", [
     "--test",
@@ -83,6 +100,33 @@ async function nodePass(): Promise<Pass> {
   ]);
   const pass: Pass = {
     runtime: `Node ${node}`,
+    passed: count(output, /^ℹ pass (\d+)/gm) ?? 0,
+    failed: count(output, /^ℹ fail (\d+)/gm) ?? 0,
+  };
+  if (code !== 0 && pass.failed === 0) pass.problem = `node --test exited with ${code}`;
+  return pass;
+}
+
+async function workerdPass(): Promise<Pass> {
+  const { version } = JSON.parse(
+    await Deno.readTextFile("node_modules/miniflare/package.json"),
+  ) as { version: string };
+  const runtime = `workerd (miniflare ${version})`;
+  heading(`workerd: node --test on the compiled tests/workerd files (Miniflare ${version})`);
+  if (built === null) console.log("(no Node pass: compiling with tsc first)");
+  if (!await build()) return { runtime, passed: 0, failed: 0, problem: "tsc failed" };
+  // Run only here, not by the Node pass: they need tsc's output beside them.
+  const files = testFiles("tests/workerd");
+  if (files.length === 0) {
+    return { runtime, passed: 0, failed: 0, problem: "no test file in tests/workerd" };
+  }
+  const { code, output } = await run("node", [
+    "--test",
+    "--test-reporter=spec",
+    ...files.map((f) => `.build/node/tests/workerd/${f.replace(/\.ts$/, ".js")}`),
+  ]);
+  const pass: Pass = {
+    runtime,
     passed: count(output, /^ℹ pass (\d+)/gm) ?? 0,
     failed: count(output, /^ℹ fail (\d+)/gm) ?? 0,
   };
@@ -110,6 +154,7 @@ const passes: Pass[] = [];
 if (wanted("deno")) passes.push(await denoPass());
 if (wanted("bun")) passes.push(await bunPass());
 if (wanted("node")) passes.push(await nodePass());
+if (wanted("workerd")) passes.push(await workerdPass());
 
 heading("Summary");
 for (const p of passes) {

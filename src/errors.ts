@@ -20,16 +20,37 @@
  * @module
  */
 
-/** Options accepted by every error of this module. */
+/**
+ * Options accepted by every error of this module.
+ *
+ * @example
+ * ```ts
+ * const error = new ELockError("lock failed: server gone", { cause: new Error("ECONNRESET") });
+ * ```
+ */
 export interface ELockErrorOptions {
   /** The lower-level failure this error wraps. */
   cause?: unknown;
 }
 
-/** What an {@linkcode InvalidKeyError} was about. */
+/**
+ * What an {@linkcode InvalidKeyError} was about.
+ *
+ * @example
+ * ```ts
+ * const what: KeyKind = "value";
+ * ```
+ */
 export type KeyKind = "key" | "value" | "session id";
 
-/** One edge of a deadlock cycle: `session` waits for `key`. */
+/**
+ * One edge of a deadlock cycle: `session` waits for `key`.
+ *
+ * @example
+ * ```ts
+ * const edge: DeadlockEdge = { session: "2", key: "d1" }; // session 2 waits for d1
+ * ```
+ */
 export interface DeadlockEdge {
   /** Session id, without the `#` the server writes before it. */
   readonly session: string;

@@ -158,6 +158,8 @@ export function formatEvent(event: ServerEvent): string {
       const locks = event.held === 1 ? "1 lock" : `${event.held} locks`;
       return `#${event.session} disconnected from ${event.remote} holding ${locks}`;
     }
+    case "wait":
+      return `#${event.session} waits for ${printable(event.key)}`;
     case "command":
       return `#${event.session} ${printable(event.line)} => ${printable(event.reply)}`;
   }

@@ -23,6 +23,11 @@ import { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "./limits.ts";
  * How keys and values go on the wire: `"raw"` sends them as they are (and
  * rejects what is not one word); `"sha1"` sends their lower-case hex SHA-1,
  * like the PHP client, so any string is allowed.
+ *
+ * @example
+ * ```ts
+ * const encoding: KeyEncoding = "sha1"; // keys go on the wire as their hex SHA-1
+ * ```
  */
 export type KeyEncoding = "raw" | "sha1";
 

@@ -22,7 +22,14 @@
 import { ConnectionClosedError, ELockError, ProtocolError } from "../errors.ts";
 import { encodeBinary, LineSplitter, OVERLONG_LINE, type SplitLine } from "./line_splitter.ts";
 
-/** One reply of the server. */
+/**
+ * One reply of the server.
+ *
+ * @example
+ * ```ts
+ * const reply: Reply = { code: 409, message: "Already locked by #2", lines: [] };
+ * ```
+ */
 export interface Reply {
   /** The 3-digit code, e.g. 200. */
   code: number;
@@ -50,7 +57,14 @@ export interface ReadOptions {
   block?: boolean;
 }
 
-/** Statistics of a `stats` reply. */
+/**
+ * Statistics of a `stats` reply.
+ *
+ * @example
+ * ```ts
+ * const stats: Stats = { clients: 2, locks: 1, monitoring: 2 };
+ * ```
+ */
 export interface Stats {
   /** Connected clients. */
   clients: number;
@@ -60,7 +74,14 @@ export interface Stats {
   monitoring: number;
 }
 
-/** A lock in a `debug` reply. */
+/**
+ * A lock in a `debug` reply.
+ *
+ * @example
+ * ```ts
+ * const lock: DebugLock = { key: "schema", holders: ["1", "2"], value: "read" };
+ * ```
+ */
 export interface DebugLock {
   /** The key, as the server wrote it. */
   key: string;
@@ -70,7 +91,14 @@ export interface DebugLock {
   value: string | null;
 }
 
-/** A waiting lock request in a `debug` reply. */
+/**
+ * A waiting lock request in a `debug` reply.
+ *
+ * @example
+ * ```ts
+ * const request: DebugRequest = { session: "3", key: "schema" };
+ * ```
+ */
 export interface DebugRequest {
   /** Session id of the waiter, without `#`. */
   session: string;
@@ -78,7 +106,18 @@ export interface DebugRequest {
   key: string;
 }
 
-/** The content of a `debug` reply. */
+/**
+ * The content of a `debug` reply.
+ *
+ * @example
+ * ```ts
+ * const info: DebugInfo = {
+ *   sessions: [{ id: "1" }],
+ *   locks: [{ key: "k", holders: ["1"], value: null }],
+ *   requests: [],
+ * };
+ * ```
+ */
 export interface DebugInfo {
   /** One JSON object per session; its fields are the server's own. */
   sessions: unknown[];

@@ -16,7 +16,21 @@ import { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "../protocol/limits.ts";
 import type { DialectReplies } from "./dialect.ts";
 import type { LockResult, LockTable, Session } from "./lock_table.ts";
 
-/** A byte stream to one client, as a listener adapter hands it over. */
+/**
+ * A byte stream to one client, as a listener adapter hands it over.
+ *
+ * @example
+ * ```ts
+ * const pipe = new TransformStream<Uint8Array, Uint8Array>();
+ * const conn: ServerConnection = {
+ *   readable: pipe.readable,
+ *   writable: pipe.writable,
+ *   remoteAddress: "127.0.0.1:50000",
+ *   close() {},
+ *   abort() {},
+ * };
+ * ```
+ */
 export interface ServerConnection {
   /** Bytes from the client. */
   readonly readable: ReadableStream<Uint8Array>;
@@ -30,7 +44,16 @@ export interface ServerConnection {
   abort(): void;
 }
 
-/** Something the server did, for logs. */
+/**
+ * Something the server did, for logs.
+ *
+ * @example
+ * ```ts
+ * const log = (event: ServerEvent) => {
+ *   if (event.type === "wait") console.log(`#${event.session} waits for ${event.key}`);
+ * };
+ * ```
+ */
 export type ServerEvent =
   | { readonly type: "connect"; readonly session: string; readonly remote: string }
   | {
@@ -40,6 +63,8 @@ export type ServerEvent =
     readonly held: number;
   }
   | { readonly type: "resume"; readonly session: string; readonly remote: string }
+  /** A `lock`/`lock_value` could not be granted at once and now waits in the key's queue. */
+  | { readonly type: "wait"; readonly session: string; readonly key: string }
   | {
     readonly type: "command";
     readonly session: string;
@@ -311,6 +336,9 @@ class SessionHandler {
     // Once the client has gone, nothing may wait on its behalf.
     const result = table.lock(this.#session, key, value, this.#ended ? 0 : seconds * 1000);
     const format = (r: LockResult) => replies.lock(r) + replies.eol;
+    if (result instanceof Promise) {
+      this.#ctx.onEvent?.({ type: "wait", session: this.#session.id, key });
+    }
     return result instanceof Promise ? result.then(format) : format(result);
   }
 }

@@ -6,7 +6,14 @@
 
 import type { LockResult, ResumeResult, UnlockResult } from "./lock_table.ts";
 
-/** Which eLock server to behave like. */
+/**
+ * Which eLock server to behave like.
+ *
+ * @example
+ * ```ts
+ * const dialect: Dialect = "original"; // speak like the Erlang server
+ * ```
+ */
 export type Dialect = "original" | "extended";
 
 /** How a dialect words its replies. Each reply is one line without its end. */

@@ -6,6 +6,7 @@
  */
 
 import { createServer, type Socket } from "node:net";
+import { nodeSocketStreams } from "../transport/node_streams.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { Listen, Listener } from "./listener.ts";
 
@@ -37,61 +38,11 @@ export const listenNode: Listen = (options, onConnection) =>
     });
   });
 
-/** Web streams over a Node socket, with backpressure in both directions. */
+/** A server connection over a Node socket. */
 export function nodeConnection(socket: Socket): ServerConnection {
   socket.setNoDelay(true);
-  socket.on("error", () => {
-    // "close" follows; the streams report the end.
-  });
-  const readable = new ReadableStream<Uint8Array>({
-    start(controller) {
-      const end = () => {
-        try {
-          controller.close();
-        } catch {
-          // Already closed.
-        }
-      };
-      socket.on("data", (chunk: Uint8Array) => {
-        controller.enqueue(chunk);
-        if ((controller.desiredSize ?? 1) <= 0) socket.pause();
-      });
-      socket.on("end", end);
-      socket.on("close", end);
-    },
-    pull() {
-      socket.resume();
-    },
-    cancel() {
-      socket.destroy();
-    },
-  }, { highWaterMark: 8 });
-  const writable = new WritableStream<Uint8Array>({
-    write(chunk) {
-      if (socket.destroyed || !socket.writable) return Promise.reject(new Error("socket closed"));
-      if (socket.write(chunk)) return;
-      return new Promise<void>((resolve, reject) => {
-        const done = (error?: Error) => {
-          socket.off("drain", onDrain);
-          socket.off("close", onClose);
-          error ? reject(error) : resolve();
-        };
-        const onDrain = () => done();
-        const onClose = () => done(new Error("socket closed"));
-        socket.on("drain", onDrain);
-        socket.on("close", onClose);
-      });
-    },
-    close() {
-      socket.end();
-    },
-    abort() {
-      socket.destroy();
-    },
-  });
   return {
-    readable,
-    writable,
+    ...nodeSocketStreams(socket),
     remoteAddress: `${socket.remoteAddress}:${socket.remotePort}`,
     close: () => void socket.end(),
     abort: () => void socket.destroy(),

@@ -6,7 +6,14 @@
 
 import type { ServerConnection } from "./connection.ts";
 
-/** Where to listen. */
+/**
+ * Where to listen.
+ *
+ * @example
+ * ```ts
+ * const options: ListenOptions = { hostname: "::1", port: 0 };
+ * ```
+ */
 export interface ListenOptions {
   /** Address to bind, e.g. `127.0.0.1` or `::1`. */
   readonly hostname: string;
@@ -14,7 +21,16 @@ export interface ListenOptions {
   readonly port: number;
 }
 
-/** A bound TCP listener. */
+/**
+ * A bound TCP listener.
+ *
+ * @example
+ * ```ts
+ * declare const listener: Listener;
+ * console.log(`bound ${listener.hostname}:${listener.port}`);
+ * await listener.close();
+ * ```
+ */
 export interface Listener {
   /** The address actually bound. */
   readonly hostname: string;
@@ -24,7 +40,18 @@ export interface Listener {
   close(): Promise<void>;
 }
 
-/** Binds a listener and hands every accepted socket to `onConnection`. */
+/**
+ * Binds a listener and hands every accepted socket to `onConnection`.
+ *
+ * @example
+ * ```ts
+ * const listen: Listen = (options, onConnection) => {
+ *   // bind options.hostname:options.port, call onConnection per socket
+ *   void onConnection;
+ *   return Promise.resolve({ ...options, close: () => Promise.resolve() });
+ * };
+ * ```
+ */
 export type Listen = (
   options: ListenOptions,
   onConnection: (conn: ServerConnection) => void,

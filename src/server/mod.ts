@@ -17,18 +17,35 @@ import { type Dialect, dialectReplies } from "./dialect.ts";
 import type { Listen } from "./listener.ts";
 import { runtimeListen } from "./runtime_listen.ts";
 import { LockTable } from "./lock_table.ts";
+import { DEFAULT_PORT } from "../protocol/limits.ts";
 
 export type { Dialect } from "./dialect.ts";
 export type { ServerConnection, ServerEvent } from "./connection.ts";
 export type { Listen, Listener, ListenOptions } from "./listener.ts";
 
-/** The port eLock servers listen on by default. */
-export const DEFAULT_PORT = 11400;
+/** The port eLock servers listen on by default: 11400. */
+export { DEFAULT_PORT };
 
-/** Longest command line accepted by default, in bytes. */
+/**
+ * Longest command line accepted by default, in bytes.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_LINE_LENGTH, startServer } from "@x/elock/server";
+ *
+ * await using server = await startServer({ port: 0, maxLineLength: 4 * DEFAULT_MAX_LINE_LENGTH });
+ * ```
+ */
 export const DEFAULT_MAX_LINE_LENGTH = 65_536;
 
-/** Options of {@linkcode startServer}. */
+/**
+ * Options of {@linkcode startServer}.
+ *
+ * @example
+ * ```ts
+ * const options: ServerOptions = { hostname: "127.0.0.1", port: 0, dialect: "original" };
+ * ```
+ */
 export interface ServerOptions {
   /** Address to bind (default `127.0.0.1`). */
   hostname?: string;

@@ -1,0 +1,99 @@
+/**
+ * Options of {@linkcode ELockClient}: how to connect, and how to lock.
+ *
+ * @module
+ */
+
+import type { Logger } from "./protocol/connection.ts";
+import type { KeyEncoding } from "./protocol/commands.ts";
+import type { Transport } from "./transport/transport.ts";
+
+/**
+ * Options of {@linkcode ELockClient.connect}. All durations are in ms.
+ *
+ * @example
+ * ```ts
+ * const options: ConnectOptions = {
+ *   host: "127.0.0.1",
+ *   port: 11400,
+ *   releaseTimeout: 0,
+ *   keyEncoding: "sha1",
+ *   commandTimeout: 10_000,
+ *   logger: console,
+ * };
+ * ```
+ */
+export interface ConnectOptions {
+  /** Server host. Default `"127.0.0.1"`. */
+  host?: string;
+  /** Server port. Default 11400. */
+  port?: number;
+  /**
+   * How to open the TCP connection. Default: the runtime's own
+   * ({@linkcode defaultTransport}); in a Worker, pass
+   * `socketTransport(connect)` with `connect` from `cloudflare:sockets`.
+   */
+  transport?: Transport;
+  /** Gives up connecting when aborted. */
+  signal?: AbortSignal;
+  /**
+   * How long the session's locks outlive a dropped connection, in ms; sent as
+   * `set_timeout` right after connecting. Default: the server's (30 s).
+   */
+  releaseTimeout?: number;
+  /**
+   * `"raw"` (default) sends keys and values as they are and rejects what is
+   * not one protocol word; `"sha1"` sends their hex SHA-1, like the PHP
+   * client, so any string works and PHP and TypeScript services lock the
+   * same resources.
+   */
+  keyEncoding?: KeyEncoding;
+  /**
+   * How long to wait for any reply before the connection is declared dead,
+   * in ms; a lock's wait is added to it. Default 30000. `Infinity`: never.
+   */
+  commandTimeout?: number;
+  /** Gets a line per request and reply (`console` fits). */
+  logger?: Logger;
+  /** Longest reply line accepted, in bytes. Default 1 MiB. */
+  maxLineLength?: number;
+}
+
+/**
+ * Options of {@linkcode ELockClient.lock} and {@linkcode ELockClient.lockValue}.
+ *
+ * @example
+ * ```ts
+ * const options: LockOptions = { timeout: 5000, signal: AbortSignal.timeout(2000) };
+ * ```
+ */
+export interface LockOptions {
+  /**
+   * How long to wait for a lock held by another session, in ms. Default 0:
+   * try once. `Infinity`: wait until granted (or aborted). The server counts
+   * in whole seconds; the client keeps the exact deadline and releases a
+   * lock granted after it.
+   */
+  timeout?: number;
+  /** Cancels the wait: the call rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Options of {@linkcode ELockClient.acquire} and {@linkcode ELockClient.withLock}.
+ *
+ * @example
+ * ```ts
+ * const options: AcquireOptions = { timeout: 5000, value: "read" };
+ * ```
+ */
+export interface AcquireOptions extends LockOptions {
+  /** Takes a value lock (`lock_value`, extended servers) instead of an exclusive one. */
+  value?: string;
+}
+
+/** Default server host. */
+export const DEFAULT_HOST = "127.0.0.1";
+
+/** Default command timeout, in ms. */
+export const DEFAULT_COMMAND_TIMEOUT = 30_000;

@@ -1,0 +1,262 @@
+/**
+ * {@linkcode ELockLockManager}: eLock locks shaped like the Web Locks API's
+ * `LockManager` (`navigator.locks`).
+ *
+ * @module
+ */
+
+import { UnsupportedCommandError } from "./errors.ts";
+import { encodeKey } from "./protocol/commands.ts";
+import type { ELockClient } from "./client.ts";
+
+/**
+ * Web Locks lock mode.
+ *
+ * @example
+ * ```ts
+ * const mode: ELockLockMode = "shared";
+ * ```
+ */
+export type ELockLockMode = "exclusive" | "shared";
+
+/**
+ * Options of {@linkcode ELockLockManager.request}, as in Web Locks.
+ *
+ * @example
+ * ```ts
+ * const options: ELockLockOptions = { mode: "shared", ifAvailable: true };
+ * ```
+ */
+export interface ELockLockOptions {
+  /** `"exclusive"` (default) or `"shared"` (extended servers only). */
+  mode?: ELockLockMode;
+  /** Do not wait: call the callback with `null` when the lock is taken. */
+  ifAvailable?: boolean;
+  /** Cancels the wait: the request rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The lock given to a {@linkcode ELockLockManager.request} callback.
+ *
+ * @example
+ * ```ts
+ * const lock: ELockLock = { name: "ledger", mode: "shared" };
+ * ```
+ */
+export interface ELockLock {
+  /** The name requested. */
+  readonly name: string;
+  /** The mode requested. */
+  readonly mode: ELockLockMode;
+}
+
+/**
+ * One lock or waiting request in {@linkcode ELockLockManager.query}'s result.
+ *
+ * @example
+ * ```ts
+ * const info: ELockLockInfo = { name: "ledger", mode: "exclusive", clientId: "7" };
+ * ```
+ */
+export interface ELockLockInfo {
+  /** The name, as it is on the wire (its SHA-1 with `keyEncoding: "sha1"`). */
+  name: string;
+  /** The mode; not known for waiting requests. */
+  mode?: ELockLockMode;
+  /** The session id of the holder or waiter. */
+  clientId: string;
+}
+
+/**
+ * What {@linkcode ELockLockManager.query} returns, as in Web Locks.
+ *
+ * @example
+ * ```ts
+ * const snapshot: ELockLockManagerSnapshot = {
+ *   held: [{ name: "ledger", mode: "exclusive", clientId: "7" }],
+ *   pending: [{ name: "ledger", clientId: "8" }],
+ * };
+ * ```
+ */
+export interface ELockLockManagerSnapshot {
+  /** Locks held, one entry per holding session. */
+  held: ELockLockInfo[];
+  /** Requests waiting. */
+  pending: ELockLockInfo[];
+}
+
+/** The value a shared lock carries on an extended server. */
+export const SHARED_VALUE = "shared";
+
+/**
+ * Web Locks on an eLock server, as `client.locks`.
+ *
+ * On an extended server every lock is a value lock, so exclusive and shared
+ * requests queue against each other: shared holders carry the value
+ * `shared`, each exclusive holder a value of its own. On an original server
+ * exclusive requests use `lock`, and `mode: "shared"` throws
+ * {@linkcode UnsupportedCommandError}. Names are keys: use names here that
+ * are not also locked with `client.lock()`.
+ *
+ * Requests of one client for the same name run one after another; waiting
+ * occupies the client's connection, like any waiting lock. Without
+ * `ifAvailable` a request waits until granted or aborted.
+ *
+ * @example
+ * ```ts ignore
+ * const report = await client.locks.request("ledger", async (lock) => {
+ *   return await buildReport(lock!.name);
+ * });
+ * ```
+ */
+export class ELockLockManager {
+  readonly #client: ELockClient;
+  /** Per name: the local request that runs last, in call order. */
+  readonly #tails = new Map<string, Promise<void>>();
+  #original = false;
+  #counter = 0;
+  readonly #tag = Math.random().toString(36).slice(2, 10);
+
+  /**
+   * Made by `client.locks`; not meant to be built by hand.
+   *
+   * @param client the client whose session holds the locks
+   */
+  constructor(client: ELockClient) {
+    this.#client = client;
+  }
+
+  /**
+   * Requests a lock, runs `callback` while it is held, releases it when the
+   * callback settles.
+   *
+   * @param name the lock's name (a key)
+   * @param options `mode`, `ifAvailable`, `signal`
+   * @param callback gets the lock, or `null` with `ifAvailable` when it is taken
+   * @returns what the callback returns
+   * @throws {UnsupportedCommandError} `mode: "shared"` on an original server
+   * @throws {DeadlockError} the wait would close a cycle of waiters
+   * @throws {InvalidKeyError} with raw keys: the name is not one protocol word
+   * @throws the signal's reason when aborted; what the callback throws
+   *
+   * @example
+   * ```ts ignore
+   * await client.locks.request("config", { mode: "shared" }, async () => readConfig());
+   * ```
+   */
+  request<T>(name: string, callback: (lock: ELockLock | null) => T | Promise<T>): Promise<T>;
+  /**
+   * Requests a lock with options.
+   *
+   * @param name the lock's name (a key)
+   * @param options `mode`, `ifAvailable`, `signal`
+   * @param callback gets the lock, or `null` with `ifAvailable` when it is taken
+   * @returns what the callback returns
+   *
+   * @example
+   * ```ts ignore
+   * await client.locks.request("job", { ifAvailable: true }, (lock) => lock && runJob());
+   * ```
+   */
+  request<T>(
+    name: string,
+    options: ELockLockOptions,
+    callback: (lock: ELockLock | null) => T | Promise<T>,
+  ): Promise<T>;
+  request<T>(
+    name: string,
+    optionsOrCallback: ELockLockOptions | ((lock: ELockLock | null) => T | Promise<T>),
+    maybeCallback?: (lock: ELockLock | null) => T | Promise<T>,
+  ): Promise<T> {
+    const callback = typeof optionsOrCallback === "function" ? optionsOrCallback : maybeCallback;
+    const options = typeof optionsOrCallback === "function" ? {} : optionsOrCallback ?? {};
+    if (typeof callback !== "function") {
+      return Promise.reject(new TypeError("locks.request() needs a callback"));
+    }
+    const mode = options.mode ?? "exclusive";
+    if (mode !== "exclusive" && mode !== "shared") {
+      return Promise.reject(new TypeError(`Invalid lock mode: ${String(mode)}`));
+    }
+    if ("steal" in options) {
+      return Promise.reject(new TypeError("locks.request(): steal is not supported by eLock"));
+    }
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+    const before = this.#tails.get(name);
+    if (before !== undefined && options.ifAvailable) {
+      return Promise.resolve().then(() => callback(null));
+    }
+    const run = (before ?? Promise.resolve()).then(() => this.#run(name, mode, options, callback));
+    const tail = run.then(() => {}, () => {});
+    this.#tails.set(name, tail);
+    void tail.then(() => {
+      if (this.#tails.get(name) === tail) this.#tails.delete(name);
+    });
+    return run;
+  }
+
+  /**
+   * Lists the locks held and the requests waiting on the server (from `debug`).
+   *
+   * @returns `{ held, pending }`
+   * @throws {UnsupportedCommandError} the server is an original eLock server
+   *
+   * @example
+   * ```ts ignore
+   * const { held, pending } = await client.locks.query();
+   * ```
+   */
+  async query(): Promise<ELockLockManagerSnapshot> {
+    const info = await this.#client.debug();
+    const shared = await this.#sharedWire();
+    const held: ELockLockInfo[] = [];
+    for (const lock of info.locks) {
+      const mode: ELockLockMode = lock.value === shared ? "shared" : "exclusive";
+      for (const clientId of lock.holders) held.push({ name: lock.key, mode, clientId });
+    }
+    const pending = info.requests.map((r) => ({ name: r.key, clientId: r.session }));
+    return { held, pending };
+  }
+
+  async #run<T>(
+    name: string,
+    mode: ELockLockMode,
+    options: ELockLockOptions,
+    callback: (lock: ELockLock | null) => T | Promise<T>,
+  ): Promise<T> {
+    if (options.signal?.aborted) throw options.signal.reason;
+    const lockOptions = {
+      timeout: options.ifAvailable ? 0 : Infinity,
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+    };
+    let granted: boolean;
+    if (mode === "shared") {
+      granted = await this.#client.lockValue(name, SHARED_VALUE, lockOptions);
+    } else if (this.#original) {
+      granted = await this.#client.lock(name, lockOptions);
+    } else {
+      const own = `x.${this.#tag}.${++this.#counter}`;
+      try {
+        granted = await this.#client.lockValue(name, own, lockOptions);
+      } catch (error) {
+        if (!(error instanceof UnsupportedCommandError)) throw error;
+        this.#original = true;
+        granted = await this.#client.lock(name, lockOptions);
+      }
+    }
+    if (!granted) return await callback(null);
+    let result: T;
+    try {
+      result = await callback({ name, mode });
+    } catch (error) {
+      await this.#client.unlock(name).catch(() => {});
+      throw error;
+    }
+    await this.#client.unlock(name);
+    return result;
+  }
+
+  #sharedWire(): Promise<string> {
+    return encodeKey(SHARED_VALUE, this.#client.keyEncoding, "value");
+  }
+}

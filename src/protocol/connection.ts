@@ -1,0 +1,454 @@
+/**
+ * One connection to an eLock server: sends commands in call order and
+ * matches each reply to its request.
+ *
+ * Commands the server answers at once are pipelined (written together,
+ * replies read in order). A waiting `lock`/`lock_value` and `quit` are
+ * barriers: nothing is written behind them until they are answered, because
+ * the extended reference server answers out of order otherwise. A caller
+ * that gives up on a sent request (deadline or abort) is answered at once;
+ * the reply, when it comes, goes to the request's `onAbandonedReply`.
+ *
+ * Runtime-neutral: runs on any {@linkcode TransportConnection}.
+ *
+ * @module
+ */
+
+import { ConnectionClosedError, ELockError } from "../errors.ts";
+import type { TransportConnection } from "../transport/transport.ts";
+import { type Reply, ReplyReader } from "./reply_reader.ts";
+
+/**
+ * Receives one line per request and reply. `console` fits.
+ *
+ * @example
+ * ```ts
+ * const logger: Logger = { debug: (message) => console.debug(message) };
+ * ```
+ */
+export interface Logger {
+  /** Called with a message such as `elock > lock k 5` or `elock < 200 Acquired`. */
+  debug(message: string): void;
+}
+
+/** Options of {@linkcode Connection}. */
+export interface ConnectionOptions {
+  /** Longest time to wait for a reply, in ms, on top of a lock's own wait. */
+  commandTimeout: number;
+  /** Longest reply line accepted, in bytes. */
+  maxLineLength?: number;
+  /** Gets each request and reply line. */
+  logger?: Logger | undefined;
+}
+
+/** Options of {@linkcode Connection.request}. */
+export interface RequestOptions {
+  /** Nothing is sent behind this request until it is answered. */
+  barrier?: boolean;
+  /** How much longer than the command timeout the server may take (a lock's wait), in ms. */
+  waitMs?: number;
+  /** Gives up when aborted: rejects with the signal's reason. */
+  signal?: AbortSignal | undefined;
+  /** Gives up after this many ms: rejects with a {@linkcode DeadlineError}. */
+  deadline?: number | undefined;
+  /** Gets the reply of a request whose caller gave up after it was sent. */
+  onAbandonedReply?: (reply: Reply) => void;
+  /** Goes to the head of the queue, and may be sent while a task runs. */
+  urgent?: boolean;
+}
+
+/** The rejection of a request whose deadline passed. @internal */
+export class DeadlineError extends Error {
+  /** Creates it. */
+  constructor() {
+    super("Deadline reached");
+    this.name = "DeadlineError";
+  }
+}
+
+interface Item {
+  kind: "command";
+  bytes: Uint8Array | null;
+  prepared: Promise<void> | null;
+  error: unknown;
+  options: RequestOptions;
+  state: "queued" | "sent" | "done" | "abandoned";
+  resolve(reply: Reply): void;
+  reject(error: unknown): void;
+  cleanup(): void;
+}
+
+interface Task {
+  kind: "task";
+  run(): Promise<void>;
+  reject(error: unknown): void;
+}
+
+const decoder = new TextDecoder();
+
+/**
+ * A connection to an eLock server over a transport connection.
+ *
+ * @example
+ * ```ts ignore
+ * const connection = new Connection(await transport.connect({ host, port }), {
+ *   commandTimeout: 30_000,
+ * });
+ * const reply = await connection.request(new TextEncoder().encode("conn_id\n"));
+ * ```
+ */
+export class Connection {
+  readonly #options: ConnectionOptions;
+  #wire: Wire;
+  #queue: (Item | Task)[] = [];
+  #inflight: Item[] = [];
+  #barriers = 0;
+  #pumping = false;
+  #again = false;
+  #taskRunning = false;
+  #failure: ELockError | null = null;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #sent = false;
+  #closed: Promise<void>;
+  #markClosed!: () => void;
+
+  /**
+   * Starts reading replies from the stream.
+   *
+   * @param stream the open transport connection
+   * @param options command timeout, line limit, logger
+   */
+  constructor(stream: TransportConnection, options: ConnectionOptions) {
+    this.#options = options;
+    this.#closed = new Promise((resolve) => this.#markClosed = resolve);
+    this.#wire = new Wire(stream, this, options.maxLineLength);
+  }
+
+  /** Whether anything has been written on this connection. */
+  get sentAny(): boolean {
+    return this.#sent;
+  }
+
+  /** The error the connection failed with, or `null` while it is open. */
+  get failure(): ELockError | null {
+    return this.#failure;
+  }
+
+  /** Resolves when the connection has failed or been closed. */
+  get closed(): Promise<void> {
+    return this.#closed;
+  }
+
+  /**
+   * Sends a command (in call order) and resolves with its reply.
+   *
+   * @param bytes the command line, or a promise of it (rejecting keeps it unsent)
+   * @param options barrier, wait, signal, deadline
+   * @returns the reply
+   */
+  request(bytes: Uint8Array | Promise<Uint8Array>, options: RequestOptions = {}): Promise<Reply> {
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    if (options.signal?.aborted) return Promise.reject(options.signal.reason);
+    return new Promise<Reply>((resolve, reject) => {
+      const item: Item = {
+        kind: "command",
+        bytes: null,
+        prepared: null,
+        error: undefined,
+        options,
+        state: "queued",
+        resolve: (reply) => {
+          item.cleanup();
+          resolve(reply);
+        },
+        reject: (error) => {
+          item.cleanup();
+          reject(error);
+        },
+        cleanup: () => {},
+      };
+      if (bytes instanceof Uint8Array) item.bytes = bytes;
+      else {
+        item.prepared = bytes.then((b) => void (item.bytes = b), (e) => void (item.error = e));
+      }
+      this.#watch(item);
+      if (options.urgent) this.#queue.unshift(item);
+      else this.#queue.push(item);
+      this.#kick();
+    });
+  }
+
+  /**
+   * Runs `task` when every earlier call is answered, holding back later
+   * calls until it settles. Inside it, send with `{ urgent: true }`.
+   *
+   * @param task the work to do alone on the connection
+   * @returns what the task returns
+   */
+  exclusive<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#failure !== null) return Promise.reject(this.#failure);
+    return new Promise<T>((resolve, reject) => {
+      this.#queue.push({
+        kind: "task",
+        run: () => task().then(resolve, reject),
+        reject,
+      });
+      this.#kick();
+    });
+  }
+
+  /**
+   * Takes over the transport connection of `other` (idle, just opened) and
+   * closes this one's: later requests go to the new server connection.
+   *
+   * @param other an idle connection
+   */
+  adopt(other: Connection): void {
+    const old = this.#wire;
+    this.#wire = other.#wire;
+    this.#wire.owner = this;
+    other.#wire = old;
+    other.#failure = new ConnectionClosedError("Connection closed: adopted by another");
+    this.#sent = true;
+    old.owner = null;
+    void old.close();
+  }
+
+  /**
+   * Closes the connection: every pending and queued call rejects with
+   * {@linkcode ConnectionClosedError}.
+   *
+   * @param message the error message
+   */
+  async close(message = "Connection closed: by the client"): Promise<void> {
+    this.fail(new ConnectionClosedError(message));
+    await this.#wire.close();
+  }
+
+  /** Fails the connection with `error`: rejects everything, closes the stream. @internal */
+  fail(error: ELockError): void {
+    if (this.#failure !== null) return;
+    this.#failure = error;
+    clearTimeout(this.#timer);
+    const items = [...this.#inflight, ...this.#queue];
+    this.#inflight = [];
+    this.#queue = [];
+    this.#barriers = 0;
+    const others = error instanceof ConnectionClosedError
+      ? error
+      : new ConnectionClosedError(`Connection closed: ${error.message}`, { cause: error });
+    items.forEach((item, i) => {
+      if (item.kind === "command" && (item.state === "done" || item.state === "abandoned")) return;
+      if (item.kind === "command") item.state = "done";
+      item.reject(i === 0 ? error : others);
+    });
+    void this.#wire.close();
+    this.#markClosed();
+  }
+
+  /** A reply came from the wire. @internal */
+  onReply(reply: Reply): void {
+    const item = this.#inflight.shift();
+    if (item === undefined) {
+      this.fail(new ConnectionClosedError(`Connection closed: unexpected reply: ${text(reply)}`));
+      return;
+    }
+    this.#options.logger?.debug(`elock < ${text(reply)}`);
+    if (item.options.barrier) this.#barriers--;
+    if (item.state === "abandoned") {
+      item.state = "done";
+      item.cleanup();
+      item.options.onAbandonedReply?.(reply);
+    } else {
+      item.state = "done";
+      item.resolve(reply);
+    }
+    this.#armTimer();
+    this.#kick();
+  }
+
+  #watch(item: Item): void {
+    const { signal, deadline } = item.options;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const giveUp = (reason: unknown) => {
+      if (item.state === "queued") {
+        const at = this.#queue.indexOf(item);
+        if (at >= 0) this.#queue.splice(at, 1);
+        item.state = "done";
+      } else if (item.state === "sent") {
+        item.state = "abandoned";
+      } else return;
+      item.cleanup();
+      item.reject(reason);
+    };
+    const onAbort = () => giveUp(signal!.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    if (deadline !== undefined && Number.isFinite(deadline)) {
+      timer = setTimeout(() => giveUp(new DeadlineError()), Math.max(0, deadline));
+    }
+    item.cleanup = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+    };
+  }
+
+  #kick(): void {
+    if (this.#failure !== null) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pump();
+  }
+
+  /**
+   * Sends what may be sent. `#pumping` is cleared in the same tick as the
+   * loop ends, so a request made right after is never missed.
+   */
+  async #pump(): Promise<void> {
+    try {
+      for (;;) {
+        this.#again = false;
+        const batch: Uint8Array[] = [];
+        let size = 0;
+        for (;;) {
+          if (this.#failure !== null || this.#barriers > 0) break;
+          const head = this.#queue[0];
+          if (head === undefined || size >= 65536) break;
+          if (head.kind === "task") {
+            if (batch.length > 0 || this.#inflight.length > 0 || this.#taskRunning) break;
+            this.#queue.shift();
+            this.#runTask(head);
+            break;
+          }
+          if (this.#taskRunning && !head.options.urgent) break;
+          if (head.bytes === null && head.error === undefined) {
+            if (batch.length > 0) break;
+            await head.prepared;
+            continue;
+          }
+          this.#queue.shift();
+          if (head.state !== "queued") continue;
+          if (head.error !== undefined) {
+            head.state = "done";
+            head.reject(head.error);
+            continue;
+          }
+          head.state = "sent";
+          this.#inflight.push(head);
+          if (head.options.barrier) this.#barriers++;
+          batch.push(head.bytes!);
+          size += head.bytes!.length;
+          if (this.#options.logger) {
+            this.#options.logger.debug(`elock > ${decoder.decode(head.bytes!).trimEnd()}`);
+          }
+          if (head.options.barrier) break;
+        }
+        if (this.#failure !== null) return;
+        if (batch.length === 0) {
+          if (this.#again) continue;
+          return;
+        }
+        this.#sent = true;
+        this.#armTimer();
+        try {
+          await this.#wire.write(batch.length === 1 ? batch[0]! : concat(batch, size));
+        } catch (cause) {
+          this.fail(new ConnectionClosedError("Connection closed: write failed", { cause }));
+          return;
+        }
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  #runTask(task: Task): void {
+    this.#taskRunning = true;
+    void task.run().finally(() => {
+      this.#taskRunning = false;
+      this.#kick();
+    });
+  }
+
+  #armTimer(): void {
+    clearTimeout(this.#timer);
+    const head = this.#inflight[0];
+    if (head === undefined || this.#failure !== null) return;
+    const limit = this.#options.commandTimeout + (head.options.waitMs ?? 0);
+    if (!Number.isFinite(limit)) return;
+    this.#timer = setTimeout(() => {
+      this.fail(
+        new ConnectionClosedError(`Connection closed: no reply within ${limit} ms`),
+      );
+    }, Math.min(limit, 2 ** 31 - 1));
+  }
+}
+
+/** The streams of one transport connection, with a read loop. */
+class Wire {
+  owner: Connection | null;
+  readonly #stream: TransportConnection;
+  readonly #reader: ReplyReader;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #closing = false;
+
+  constructor(stream: TransportConnection, owner: Connection, maxLineLength: number | undefined) {
+    this.owner = owner;
+    this.#stream = stream;
+    this.#reader = new ReplyReader(
+      stream.readable,
+      maxLineLength === undefined ? {} : { maxLineLength },
+    );
+    this.#writer = stream.writable.getWriter();
+    this.#writer.closed.catch(() => {});
+    void this.#readLoop();
+  }
+
+  async write(bytes: Uint8Array): Promise<void> {
+    await this.#writer.write(bytes);
+  }
+
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    await this.#reader.cancel().catch(() => {});
+    await this.#writer.abort().catch(() => {});
+    await this.#stream.close().catch(() => {});
+  }
+
+  async #readLoop(): Promise<void> {
+    for (;;) {
+      let reply: Reply;
+      try {
+        reply = await this.#reader.read();
+      } catch (error) {
+        if (!this.#closing) {
+          this.owner?.fail(
+            error instanceof ELockError
+              ? error
+              : new ConnectionClosedError("Connection closed: read failed", { cause: error }),
+          );
+        }
+        return;
+      }
+      this.owner?.onReply(reply);
+    }
+  }
+}
+
+function text(reply: Reply): string {
+  const first = reply.message === "" ? String(reply.code) : `${reply.code} ${reply.message}`;
+  return reply.lines.length === 0 ? first : `${first} (+${reply.lines.length} lines)`;
+}
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}

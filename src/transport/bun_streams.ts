@@ -1,0 +1,153 @@
+/**
+ * Web streams over Bun's callback sockets, with backpressure both ways:
+ * reads pause while the reader is behind, a partial write is finished on
+ * `drain`. Shared by the client's Bun transport and the bundled server's
+ * Bun listener: the socket's callbacks call {@linkcode bunSocketEvents},
+ * the streams come from {@linkcode bunSocketStreams}.
+ *
+ * @module
+ */
+
+/** The part of a Bun TCP socket these streams use. */
+export interface BunSocketLike {
+  write(data: Uint8Array): number;
+  end(): void;
+  terminate(): void;
+  pause(): void;
+  resume(): void;
+}
+
+/** What the socket's callbacks and its streams share. */
+export interface BunStreamState {
+  controller: ReadableStreamDefaultController<Uint8Array> | null;
+  /** Bytes of the current write that the socket has not taken yet. */
+  unsent: Uint8Array | null;
+  written: { resolve(): void; reject(error: Error): void } | null;
+  closed: boolean;
+  /** Called once the socket has closed. */
+  onClosed: () => void;
+}
+
+/**
+ * A fresh state for one socket.
+ *
+ * @returns the state, with no stream attached yet
+ *
+ * @example
+ * ```ts ignore
+ * socket.data = newBunStreamState();
+ * ```
+ */
+export function newBunStreamState(): BunStreamState {
+  return { controller: null, unsent: null, written: null, closed: false, onClosed: () => {} };
+}
+
+/**
+ * What each Bun socket callback does to the streams.
+ *
+ * @example
+ * ```ts ignore
+ * Bun.connect({ hostname, port, socket: { data: (s, chunk) => bunSocketEvents.data(state, s, chunk) } });
+ * ```
+ */
+export const bunSocketEvents = {
+  /** Bytes arrived. */
+  data(state: BunStreamState, socket: BunSocketLike, chunk: Uint8Array): void {
+    const controller = state.controller;
+    if (controller === null) return;
+    controller.enqueue(new Uint8Array(chunk));
+    if ((controller.desiredSize ?? 1) <= 0) socket.pause();
+  },
+  /** The socket can take more bytes. */
+  drain(state: BunStreamState, socket: BunSocketLike): void {
+    if (state.unsent === null) return;
+    const n = socket.write(state.unsent);
+    if (n < 0) return failWrite(state, new Error("socket closed"));
+    state.unsent = n < state.unsent.length ? state.unsent.subarray(n) : null;
+    if (state.unsent === null) {
+      const written = state.written;
+      state.written = null;
+      written?.resolve();
+    }
+  },
+  /** The peer ended its side. */
+  end(state: BunStreamState): void {
+    endReadable(state);
+  },
+  /** The socket closed. */
+  close(state: BunStreamState): void {
+    state.closed = true;
+    endReadable(state);
+    failWrite(state, new Error("socket closed"));
+    state.onClosed();
+  },
+  /** The socket failed. */
+  error(state: BunStreamState, error: Error): void {
+    failWrite(state, error);
+  },
+};
+
+/**
+ * The socket's bytes as web streams.
+ *
+ * @param socket the open socket
+ * @param state the state its callbacks update
+ * @returns the two streams
+ *
+ * @example
+ * ```ts ignore
+ * const { readable, writable } = bunSocketStreams(socket, state);
+ * ```
+ */
+export function bunSocketStreams(
+  socket: BunSocketLike,
+  state: BunStreamState,
+): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      state.controller = controller;
+      if (state.closed) endReadable(state);
+    },
+    pull() {
+      socket.resume();
+    },
+    cancel() {
+      state.controller = null;
+      socket.terminate();
+    },
+  }, { highWaterMark: 8 });
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      if (state.closed) return Promise.reject(new Error("socket closed"));
+      const n = socket.write(chunk);
+      if (n === chunk.length) return;
+      if (n < 0) return Promise.reject(new Error("socket closed"));
+      state.unsent = chunk.subarray(n);
+      return new Promise<void>((resolve, reject) => state.written = { resolve, reject });
+    },
+    close() {
+      socket.end();
+    },
+    abort() {
+      socket.terminate();
+    },
+  });
+  return { readable, writable };
+}
+
+function endReadable(state: BunStreamState): void {
+  const controller = state.controller;
+  state.controller = null;
+  try {
+    controller?.close();
+  } catch {
+    // Already closed.
+  }
+}
+
+function failWrite(state: BunStreamState, error: Error): void {
+  const written = state.written;
+  state.written = null;
+  state.unsent = null;
+  written?.reject(error);
+}

@@ -1,0 +1,96 @@
+/**
+ * Transport over a `connect()` like the one of `cloudflare:sockets`: the
+ * caller passes the function in, so this package never imports it.
+ *
+ * @module
+ */
+
+import { _raceAbort, _throwIfAborted, type Transport } from "./transport.ts";
+
+/**
+ * A socket as `connect()` of `cloudflare:sockets` returns it.
+ *
+ * @example
+ * ```ts
+ * declare const socket: SocketLike;
+ * await socket.opened;
+ * await socket.close();
+ * ```
+ */
+export interface SocketLike {
+  /** Bytes from the server. */
+  readonly readable: ReadableStream<Uint8Array>;
+  /** Bytes to the server. */
+  readonly writable: WritableStream<Uint8Array>;
+  /** Resolves once the connection is open; rejects when it cannot be made. */
+  readonly opened: Promise<unknown>;
+  /** Closes the socket. */
+  close(): Promise<unknown>;
+}
+
+/**
+ * A function like `connect` of `cloudflare:sockets`.
+ *
+ * @param address where to connect
+ * @returns the socket, opening
+ *
+ * @example
+ * ```ts
+ * declare const connect: SocketConnect; // e.g. from "cloudflare:sockets"
+ * const socket = connect({ hostname: "127.0.0.1", port: 11400 });
+ * await socket.opened;
+ * ```
+ */
+export type SocketConnect = (address: { hostname: string; port: number }) => SocketLike;
+
+/**
+ * A {@linkcode Transport} over `connect()` of `cloudflare:sockets` (or any
+ * function shaped like it). Cloudflare's sockets have no no-delay switch.
+ *
+ * @param connect the runtime's `connect` function
+ * @returns the transport
+ *
+ * @example In a Cloudflare Worker
+ * ```ts ignore
+ * import { connect } from "cloudflare:sockets";
+ * import { ELockClient, socketTransport } from "@x/elock";
+ *
+ * export default {
+ *   async fetch(): Promise<Response> {
+ *     await using client = await ELockClient.connect({
+ *       host: "elock.internal",
+ *       transport: socketTransport(connect),
+ *     });
+ *     const locked = await client.lock("report", { timeout: 2000 });
+ *     return new Response(locked ? "locked" : "busy");
+ *   },
+ * };
+ * ```
+ */
+export function socketTransport(connect: SocketConnect): Transport {
+  if (typeof connect !== "function") {
+    throw new TypeError("socketTransport() needs a connect function, e.g. from cloudflare:sockets");
+  }
+  return {
+    async connect({ host, port, signal }) {
+      _throwIfAborted(signal);
+      const socket = connect({ hostname: host, port });
+      const close = async () => {
+        try {
+          await socket.close();
+        } catch {
+          // Already closed or failed.
+        }
+      };
+      await _raceAbort(
+        () =>
+          socket.opened.then(() => ({ close }), async (error) => {
+            await close();
+            throw error;
+          }),
+        signal,
+      );
+      return { readable: socket.readable, writable: socket.writable, close };
+    },
+  };
+}
