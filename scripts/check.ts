@@ -1,6 +1,7 @@
 /**
  * The gate: lint, format, type checks (including the runtime isolation of
- * the protocol and server core) and the JSR documentation lint.
+ * the protocol core, client and server core), the JSR documentation lint, a
+ * JSR publish dry run, and an `@example` on every export.
  * Run by `deno task check`; `deno task test` runs it first.
  *
  * @module
@@ -20,6 +21,7 @@ const steps: Array<[string, string, string[]]> = [
     ["-p", "tsconfig.core.json"],
   ],
   ["deno doc --lint", Deno.execPath(), ["doc", "--lint", ...ENTRY_POINTS]],
+  ["deno publish --dry-run", Deno.execPath(), ["publish", "--dry-run", "--allow-dirty"]],
   [
     "every export has an @example",
     Deno.execPath(),

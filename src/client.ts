@@ -577,7 +577,7 @@ export class ELockClient {
       return v === null ? lockCommand(k, waitMs) : lockValueCommand(k, v, waitMs);
     };
     let bytes: Uint8Array | Promise<Uint8Array> =
-      typeof keyWord === "string" && typeof valueWord !== "object"
+      typeof keyWord === "string" && (valueWord === null || typeof valueWord === "string")
         ? build(keyWord, valueWord)
         : Promise.all([keyWord, valueWord]).then(([k, v]) => build(k, v));
     for (;;) {

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { ConnectionClosedError, ELockClient, ProtocolError } from "../mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { startProxy, startScriptedServer } from "./support/proxy.ts";
+import { until } from "./support/wait.ts";
 
 for (const dialect of DIALECTS) {
   test(
@@ -124,14 +125,14 @@ for (const dialect of DIALECTS) {
   test(`[${dialect}] a server that stops answering fails every call within the command timeout`, async () => {
     await withServer(dialect, async ({ connect, port }) => {
       await using proxy = await startProxy(port);
-      const client = await connect({ port: proxy.port, commandTimeout: 300 });
+      const client = await connect({ port: proxy.port, commandTimeout: 1000 });
       assert.equal(await client.lock("a"), true);
       proxy.silence();
       const calls = [client.lock("b"), client.stats(), client.unlock("a")];
       for (const call of calls) {
         await assert.rejects(call, (error: unknown) => {
           assert.ok(error instanceof ConnectionClosedError);
-          assert.match(error.message, /no reply within 300 ms/);
+          assert.match(error.message, /no reply within 1000 ms/);
           return true;
         });
       }
@@ -174,13 +175,18 @@ test("a reply line over the limit is a ProtocolError; the calls behind it get Co
 test("a reply without a code, or one nobody asked for, closes the connection", async () => {
   await using server = await startScriptedServer((line, write) => {
     if (line === "lock a") write("hello\n");
-    if (line === "lock b") write("200 Acquired\n200 Acquired\n");
+    if (line === "lock b") {
+      write("200 Acquired\n");
+      // A second reply nobody asked for, while nothing is pending.
+      setTimeout(() => write("200 Acquired\n"), 50);
+    }
   });
   const garbled = await ELockClient.connect({ port: server.port });
   await assert.rejects(garbled.lock("a"), ProtocolError);
   await garbled.close();
   const extra = await ELockClient.connect({ port: server.port, commandTimeout: 30_000 });
   assert.equal(await extra.lock("b"), true);
+  await until(() => extra.closed, "the connection closed on the unsolicited reply");
   await assert.rejects(extra.lock("c"), ConnectionClosedError);
   await extra.close();
 });
