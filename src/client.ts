@@ -34,6 +34,7 @@ import {
   parseDebug,
   parseStats,
   type Reply,
+  replyLine,
   type Stats,
 } from "./protocol/reply_reader.ts";
 import { defaultTransport } from "./transport/default.ts";
@@ -327,7 +328,7 @@ export class ELockClient {
    */
   async debug(): Promise<DebugInfo> {
     const reply = await this.#request(debugCommand());
-    if (reply.code === 400) throw new UnsupportedCommandError("debug", line(reply));
+    if (reply.code === 400) throw new UnsupportedCommandError("debug", replyLine(reply));
     if (reply.code !== 200) throw unexpected("debug", reply);
     return parseDebug(reply);
   }
@@ -501,7 +502,7 @@ export class ELockClient {
     const value = options.value ?? null;
     const reply = await this.#lock(key, value, options);
     if (reply.code !== 200) {
-      throw new LockUnavailableError(key, reply.code === 0 ? {} : { reply: line(reply) });
+      throw new LockUnavailableError(key, reply.code === 0 ? {} : { reply: replyLine(reply) });
     }
     return new HeldLock(key, value, () => this.unlock(key));
   }
@@ -602,7 +603,7 @@ export class ELockClient {
       if (reply.code === 200 || reply.code === 409) return reply;
       if (reply.code === 423) throw new DeadlockError(reply.message);
       if (reply.code === 400 && value !== null) {
-        throw new UnsupportedCommandError("lock_value", line(reply));
+        throw new UnsupportedCommandError("lock_value", replyLine(reply));
       }
       throw unexpected(decoder.decode(bytes).trimEnd(), reply);
     }
@@ -700,10 +701,6 @@ function then<T, U>(value: T | Promise<T>, fn: (value: T) => U): U | Promise<U> 
   return value instanceof Promise ? value.then(fn) : fn(value);
 }
 
-function line(reply: Reply): string {
-  return reply.message === "" ? String(reply.code) : `${reply.code} ${reply.message}`;
-}
-
 function unexpected(command: string, reply: Reply): UnexpectedResponseError {
-  return new UnexpectedResponseError(command, line(reply));
+  return new UnexpectedResponseError(command, replyLine(reply));
 }

@@ -71,8 +71,9 @@ export interface LockOptions {
   /**
    * How long to wait for a lock held by another session, in ms. Default 0:
    * try once. `Infinity`: wait until granted (or aborted). The server counts
-   * in whole seconds; the client keeps the exact deadline and releases a
-   * lock granted after it.
+   * in whole seconds; the client keeps the exact deadline (counted from the
+   * call, time queued and the round trip included) and releases a lock
+   * granted after it.
    */
   timeout?: number;
   /** Cancels the wait: the call rejects with the signal's reason. */

@@ -90,11 +90,12 @@ for (const dialect of DIALECTS) {
     await withServer(dialect, async ({ connect, port }) => {
       await using proxy = await startProxy(port);
       const client = await connect({ port: proxy.port });
-      await client.lock("a");
-      await client.lock("b", { timeout: 1 });
-      await client.lock("c", { timeout: 1000 });
-      await client.lock("d", { timeout: 1001 });
-      await client.lock("e", { timeout: Infinity });
+      // Free keys: each is granted at once, well inside its deadline.
+      assert.equal(await client.lock("a"), true);
+      assert.equal(await client.lock("b", { timeout: 999 }), true);
+      assert.equal(await client.lock("c", { timeout: 1000 }), true);
+      assert.equal(await client.lock("d", { timeout: 1001 }), true);
+      assert.equal(await client.lock("e", { timeout: Infinity }), true);
       assert.equal(
         proxy.sent[0],
         "lock a\nlock b 1\nlock c 1\nlock d 2\nlock e 2147483\n",

@@ -16,7 +16,8 @@
 
 import { ConnectionClosedError, ELockError } from "../errors.ts";
 import type { TransportConnection } from "../transport/transport.ts";
-import { type Reply, ReplyReader } from "./reply_reader.ts";
+import { concat } from "./line_splitter.ts";
+import { type Reply, replyLine, ReplyReader } from "./reply_reader.ts";
 
 /**
  * Receives one line per request and reply. `console` fits.
@@ -353,7 +354,7 @@ export class Connection {
         this.#sent = true;
         this.#armTimer();
         try {
-          await this.#wire.write(batch.length === 1 ? batch[0]! : concat(batch, size));
+          await this.#wire.write(concat(batch, size));
         } catch (cause) {
           this.fail(new ConnectionClosedError("Connection closed: write failed", { cause }));
           return;
@@ -439,16 +440,6 @@ class Wire {
 }
 
 function text(reply: Reply): string {
-  const first = reply.message === "" ? String(reply.code) : `${reply.code} ${reply.message}`;
+  const first = replyLine(reply);
   return reply.lines.length === 0 ? first : `${first} (+${reply.lines.length} lines)`;
-}
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const part of parts) {
-    out.set(part, at);
-    at += part.length;
-  }
-  return out;
 }

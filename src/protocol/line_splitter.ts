@@ -134,7 +134,15 @@ export class LineSplitter {
   }
 }
 
-function concat(parts: Uint8Array[], length: number): Uint8Array {
+/**
+ * Joins byte arrays (`length` is their total length); one part is returned as is.
+ *
+ * @example
+ * ```ts
+ * concat([new Uint8Array([1]), new Uint8Array([2, 3])], 3); // Uint8Array [1, 2, 3]
+ * ```
+ */
+export function concat(parts: Uint8Array[], length: number): Uint8Array {
   if (parts.length === 1) return parts[0]!;
   const out = new Uint8Array(length);
   let at = 0;

@@ -300,6 +300,21 @@ export class ReplyReader {
 }
 
 /**
+ * The first line of a reply as the server sent it, without its line end.
+ *
+ * @param reply the reply
+ * @returns `CODE MESSAGE`, or just `CODE` when there is no message
+ *
+ * @example
+ * ```ts
+ * replyLine({ code: 409, message: "Unavailable", lines: [] }); // "409 Unavailable"
+ * ```
+ */
+export function replyLine(reply: Reply): string {
+  return reply.message === "" ? String(reply.code) : `${reply.code} ${reply.message}`;
+}
+
+/**
  * Parses the data lines of a `stats` reply (`STAT NAME N`).
  *
  * @param reply a `200 STATS` reply
