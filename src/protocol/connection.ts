@@ -103,15 +103,12 @@ export class Connection {
   #wire: Wire;
   #queue: (Item | Task)[] = [];
   #inflight: Item[] = [];
-  #barriers = 0;
   #pumping = false;
   #again = false;
   #taskRunning = false;
   #failure: ELockError | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #sent = false;
-  #closed: Promise<void>;
-  #markClosed!: () => void;
 
   /**
    * Starts reading replies from the stream.
@@ -121,7 +118,6 @@ export class Connection {
    */
   constructor(stream: TransportConnection, options: ConnectionOptions) {
     this.#options = options;
-    this.#closed = new Promise((resolve) => this.#markClosed = resolve);
     this.#wire = new Wire(stream, this, options.maxLineLength);
   }
 
@@ -133,11 +129,6 @@ export class Connection {
   /** The error the connection failed with, or `null` while it is open. */
   get failure(): ELockError | null {
     return this.#failure;
-  }
-
-  /** Resolves when the connection has failed or been closed. */
-  get closed(): Promise<void> {
-    return this.#closed;
   }
 
   /**
@@ -234,7 +225,6 @@ export class Connection {
     const items = [...this.#inflight, ...this.#queue];
     this.#inflight = [];
     this.#queue = [];
-    this.#barriers = 0;
     const others = error instanceof ConnectionClosedError
       ? error
       : new ConnectionClosedError(`Connection closed: ${error.message}`, { cause: error });
@@ -244,7 +234,6 @@ export class Connection {
       item.reject(i === 0 ? error : others);
     });
     void this.#wire.close();
-    this.#markClosed();
   }
 
   /** A reply came from the wire. @internal */
@@ -255,7 +244,6 @@ export class Connection {
       return;
     }
     this.#options.logger?.debug(`elock < ${text(reply)}`);
-    if (item.options.barrier) this.#barriers--;
     if (item.state === "abandoned") {
       item.state = "done";
       item.cleanup();
@@ -314,7 +302,8 @@ export class Connection {
         const batch: Uint8Array[] = [];
         let size = 0;
         for (;;) {
-          if (this.#failure !== null || this.#barriers > 0) break;
+          // Nothing is sent behind a barrier, so one in flight is always the last item.
+          if (this.#failure !== null || this.#inflight.at(-1)?.options.barrier) break;
           const head = this.#queue[0];
           if (head === undefined || size >= 65536) break;
           if (head.kind === "task") {
@@ -338,7 +327,6 @@ export class Connection {
           }
           head.state = "sent";
           this.#inflight.push(head);
-          if (head.options.barrier) this.#barriers++;
           batch.push(head.bytes!);
           size += head.bytes!.length;
           if (this.#options.logger) {

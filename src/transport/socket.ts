@@ -5,7 +5,7 @@
  * @module
  */
 
-import { _raceAbort, _throwIfAborted, type Transport } from "./transport.ts";
+import { _raceAbort, type Transport } from "./transport.ts";
 
 /**
  * A socket as `connect()` of `cloudflare:sockets` returns it.
@@ -73,23 +73,24 @@ export function socketTransport(connect: SocketConnect): Transport {
   }
   return {
     async connect({ host, port, signal }) {
-      _throwIfAborted(signal);
-      const socket = connect({ hostname: host, port });
-      const close = async () => {
+      const open = async () => {
+        const socket = connect({ hostname: host, port });
+        const close = async () => {
+          try {
+            await socket.close();
+          } catch {
+            // Already closed or failed.
+          }
+        };
         try {
-          await socket.close();
-        } catch {
-          // Already closed or failed.
+          await socket.opened;
+        } catch (error) {
+          await close();
+          throw error;
         }
+        return { socket, close };
       };
-      await _raceAbort(
-        () =>
-          socket.opened.then(() => ({ close }), async (error) => {
-            await close();
-            throw error;
-          }),
-        signal,
-      );
+      const { socket, close } = await _raceAbort(open, signal);
       return { readable: socket.readable, writable: socket.writable, close };
     },
   };

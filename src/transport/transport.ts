@@ -76,11 +76,6 @@ export interface Transport {
   connect(options: TransportConnectOptions): Promise<TransportConnection>;
 }
 
-/** Rejects with the signal's reason if it is aborted. @internal */
-export function _throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw signal.reason;
-}
-
 /**
  * Runs `open` unless the signal is already aborted, and settles with it, or
  * rejects with the signal's reason when it aborts first; a connection that
