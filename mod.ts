@@ -17,7 +17,14 @@
  */
 
 export { ELockClient } from "./src/client.ts";
-export type { AcquireOptions, ConnectOptions, LockOptions } from "./src/client_options.ts";
+export type {
+  AcquireOptions,
+  ConnectOptions,
+  LockOptions,
+  ReconnectOptions,
+} from "./src/client_options.ts";
+export { ELockClientEvent } from "./src/client_events.ts";
+export type { ELockClientEventInit, ELockClientEventType } from "./src/client_events.ts";
 export { HeldLock } from "./src/lock_handle.ts";
 export { ELockLockManager } from "./src/lock_manager.ts";
 export type {
@@ -35,6 +42,7 @@ export {
   LockUnavailableError,
   parseDeadlockPath,
   ProtocolError,
+  SessionLostError,
   UnexpectedResponseError,
   UnsupportedCommandError,
 } from "./src/errors.ts";

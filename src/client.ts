@@ -8,6 +8,7 @@ import {
   ConnectionClosedError,
   DeadlockError,
   LockUnavailableError,
+  SessionLostError,
   UnexpectedResponseError,
   UnsupportedCommandError,
 } from "./errors.ts";
@@ -27,7 +28,7 @@ import {
   unlockAllCommand,
   unlockCommand,
 } from "./protocol/commands.ts";
-import { Connection, DeadlineError } from "./protocol/connection.ts";
+import { Connection, DeadlineError, type RequestOptions } from "./protocol/connection.ts";
 import { DEFAULT_PORT } from "./protocol/limits.ts";
 import {
   type DebugInfo,
@@ -44,9 +45,16 @@ import {
   type ConnectOptions,
   DEFAULT_COMMAND_TIMEOUT,
   DEFAULT_HOST,
+  DEFAULT_RELEASE_TIMEOUT,
   type LockOptions,
+  type ReconnectOptions,
 } from "./client_options.ts";
-import { HeldLock } from "./lock_handle.ts";
+import {
+  ELockClientEvent,
+  type ELockClientEventInit,
+  type ELockClientEventType,
+} from "./client_events.ts";
+import { HeldLock, loseLock } from "./lock_handle.ts";
 import { ELockLockManager } from "./lock_manager.ts";
 
 const MAX_WAIT_MS = MAX_WAIT_SECONDS * 1000;
@@ -60,7 +68,11 @@ interface Settings {
   commandTimeout: number;
   logger: ConnectOptions["logger"];
   maxLineLength: number | undefined;
+  reconnect: Required<ReconnectOptions> | null;
 }
+
+/** Commands whose repetition after a drop is harmless: sent again on the next connection. */
+const RETRY: RequestOptions = { retry: true };
 
 /**
  * A client of an eLock server (original or extended), on one TCP
@@ -72,6 +84,11 @@ interface Settings {
  * second client.
  *
  * Every duration is in milliseconds.
+ *
+ * When the connection drops, the client reconnects and resumes its session
+ * with every lock it holds (see {@linkcode ConnectOptions.reconnect}); it
+ * reports what happens through `EventTarget` events
+ * ({@linkcode ELockClientEventType}).
  *
  * @example
  * ```ts
@@ -86,16 +103,27 @@ interface Settings {
  * }
  * ```
  */
-export class ELockClient {
+export class ELockClient extends EventTarget {
   readonly #settings: Settings;
   #connection: Connection;
   #releaseTimeout: number | undefined;
   #sessionId: string | null = null;
   /** Wire keys this session is known to hold. */
   readonly #held = new Set<string>();
+  /** The handles of held locks, by wire key: told when the session is lost. */
+  readonly #handles = new Map<string, Set<HeldLock>>();
   #locks: ELockLockManager | null = null;
+  /** Set once connect() is done: a drop before that fails connect(). */
+  #ready = false;
+  /** Set by close() and quit(): a drop then is not reconnected. */
+  #ending = false;
+  /** Aborted by close(): stops reconnecting. */
+  readonly #stop = new AbortController();
+  /** The connection a reconnection is setting up. */
+  #fresh: Connection | null = null;
 
   private constructor(settings: Settings, connection: Connection) {
+    super();
     this.#settings = settings;
     this.#connection = connection;
   }
@@ -129,17 +157,26 @@ export class ELockClient {
    */
   static async connect(options: ConnectOptions = {}): Promise<ELockClient> {
     const settings = settingsOf(options);
-    if (options.releaseTimeout !== undefined) setTimeoutCommand(options.releaseTimeout);
-    const connection = await openConnection(settings, options.signal);
-    const client = new ELockClient(settings, connection);
-    if (options.releaseTimeout !== undefined) {
-      try {
-        await client.#setReleaseTimeout(options.releaseTimeout, options.signal);
-      } catch (error) {
-        await connection.close();
-        throw error;
-      }
+    const { releaseTimeout, signal } = options;
+    if (releaseTimeout !== undefined) setTimeoutCommand(releaseTimeout);
+    let client: ELockClient | null = null;
+    const connection = await openConnection(
+      settings,
+      signal,
+      (error) => client !== null && client.#onDrop(error),
+    );
+    client = new ELockClient(settings, connection);
+    try {
+      // Pipelined: one round trip for both.
+      await Promise.all([
+        releaseTimeout === undefined ? null : client.#setReleaseTimeout(releaseTimeout, signal),
+        settings.reconnect === null ? null : client.sessionId(),
+      ]);
+    } catch (error) {
+      await connection.close();
+      throw error;
     }
+    client.#ready = true;
     return client;
   }
 
@@ -161,6 +198,11 @@ export class ELockClient {
   /** Whether the connection is closed (by {@linkcode ELockClient.close}, `quit` or a failure). */
   get closed(): boolean {
     return this.#connection.failure !== null;
+  }
+
+  /** Whether the connection dropped and the client is reconnecting; calls wait meanwhile. */
+  get reconnecting(): boolean {
+    return this.#connection.down !== null && this.#connection.failure === null;
   }
 
   /**
@@ -196,7 +238,7 @@ export class ELockClient {
   }
 
   async #setReleaseTimeout(ms: number, signal: AbortSignal | undefined): Promise<void> {
-    const reply = await this.#request(setTimeoutCommand(ms), { signal });
+    const reply = await this.#request(setTimeoutCommand(ms), { signal, retry: true });
     if (reply.code !== 200) throw unexpected(`set_timeout ${ms}`, reply);
     this.#releaseTimeout = ms;
   }
@@ -223,7 +265,7 @@ export class ELockClient {
    * ```
    */
   async lock(key: string, options: LockOptions = {}): Promise<boolean> {
-    return (await this.#lock(key, null, options)).code === 200;
+    return (await this.#lock(key, null, options)).reply.code === 200;
   }
 
   /**
@@ -250,7 +292,7 @@ export class ELockClient {
     if (typeof value !== "string") {
       throw new TypeError(`The value must be a string: ${typeof value}`);
     }
-    return (await this.#lock(key, value, options)).code === 200;
+    return (await this.#lock(key, value, options)).reply.code === 200;
   }
 
   /**
@@ -271,10 +313,23 @@ export class ELockClient {
    */
   async unlock(key: string): Promise<boolean> {
     const word = this.#word(key, "key");
-    const reply = await this.#request(then(word, unlockCommand));
-    const wire = await word;
-    if (reply.code === 200) this.#held.delete(wire);
-    if (reply.code === 200 || reply.code === 403) return reply.code === 200;
+    let retried = false;
+    let wire = typeof word === "string" ? word : "";
+    const reply = await this.#request(
+      then(word, (w) => unlockCommand(wire = w)),
+      {
+        retry: true,
+        onRetry: () => void (retried = true),
+        // The reply was lost with the connection: make sure the key is released.
+        onLost: () => this.#releaseLate(wire),
+      },
+    );
+    if (reply.code === 200 || reply.code === 403) {
+      this.#held.delete(wire);
+      this.#handles.delete(wire);
+      // A 403 to a repeated unlock: the first attempt may have released it.
+      return reply.code === 200 || retried;
+    }
     throw unexpected(`unlock ${wire}`, reply);
   }
 
@@ -290,9 +345,10 @@ export class ELockClient {
    * ```
    */
   async unlockAll(): Promise<void> {
-    const reply = await this.#request(unlockAllCommand());
+    const reply = await this.#request(unlockAllCommand(), RETRY);
     if (reply.code !== 200) throw unexpected("unlock_all", reply);
     this.#held.clear();
+    this.#handles.clear();
   }
 
   /**
@@ -308,7 +364,7 @@ export class ELockClient {
    * ```
    */
   async stats(): Promise<Stats> {
-    const reply = await this.#request(statsCommand());
+    const reply = await this.#request(statsCommand(), RETRY);
     if (reply.code !== 200) throw unexpected("stats", reply);
     return parseStats(reply);
   }
@@ -327,7 +383,7 @@ export class ELockClient {
    * ```
    */
   async debug(): Promise<DebugInfo> {
-    const reply = await this.#request(debugCommand());
+    const reply = await this.#request(debugCommand(), RETRY);
     if (reply.code === 400) throw new UnsupportedCommandError("debug", replyLine(reply));
     if (reply.code !== 200) throw unexpected("debug", reply);
     return parseDebug(reply);
@@ -347,7 +403,7 @@ export class ELockClient {
    */
   async sessionId(): Promise<string> {
     if (this.#sessionId !== null) return this.#sessionId;
-    const reply = await this.#request(connIdCommand());
+    const reply = await this.#request(connIdCommand(), RETRY);
     if (reply.code !== 200 || reply.message === "") throw unexpected("conn_id", reply);
     this.#sessionId = reply.message;
     return reply.message;
@@ -381,7 +437,7 @@ export class ELockClient {
         const reply = await this.#connection.request(command, { urgent: true });
         if (reply.code !== 200) throw unexpected(`conn_id ${id}`, reply);
       } else {
-        const fresh = await openConnection(this.#settings, undefined);
+        const fresh = await openConnection(this.#settings, undefined, undefined);
         try {
           const reply = await fresh.request(command);
           if (reply.code !== 200) throw unexpected(`conn_id ${id}`, reply);
@@ -397,6 +453,7 @@ export class ELockClient {
       }
       this.#sessionId = id;
       this.#held.clear();
+      this.#handles.clear();
     });
   }
 
@@ -438,10 +495,12 @@ export class ELockClient {
    * ```
    */
   async quit(): Promise<void> {
+    this.#ending = true;
     try {
       const reply = await this.#request(quitCommand(), { barrier: true });
       if (reply.code !== 200) throw unexpected("quit", reply);
       this.#held.clear();
+      this.#handles.clear();
     } finally {
       await this.#connection.close("Connection closed: after quit");
     }
@@ -458,7 +517,9 @@ export class ELockClient {
    * ```
    */
   async close(): Promise<void> {
-    await this.#connection.close();
+    this.#ending = true;
+    this.#stop.abort(new ConnectionClosedError("Connection closed: by the client"));
+    await Promise.all([this.#connection.close(), this.#fresh?.close()]);
   }
 
   /**
@@ -500,11 +561,14 @@ export class ELockClient {
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<HeldLock> {
     const value = options.value ?? null;
-    const reply = await this.#lock(key, value, options);
+    const { reply, wire } = await this.#lock(key, value, options);
     if (reply.code !== 200) {
       throw new LockUnavailableError(key, reply.code === 0 ? {} : { reply: replyLine(reply) });
     }
-    return new HeldLock(key, value, () => this.unlock(key));
+    const lock = new HeldLock(key, value, () => this.unlock(key));
+    const handles = this.#handles.get(wire) ?? new Set();
+    this.#handles.set(wire, handles.add(lock));
+    return lock;
   }
 
   /**
@@ -540,10 +604,7 @@ export class ELockClient {
     return result;
   }
 
-  #request(
-    bytes: Uint8Array | Promise<Uint8Array>,
-    options?: Parameters<Connection["request"]>[1],
-  ): Promise<Reply> {
+  #request(bytes: Uint8Array | Promise<Uint8Array>, options?: RequestOptions): Promise<Reply> {
     return this.#connection.request(bytes, options);
   }
 
@@ -559,7 +620,11 @@ export class ELockClient {
   }
 
   /** Sends `lock`/`lock_value`; a reply with code 0 means the deadline passed. */
-  async #lock(key: string, value: string | null, options: LockOptions): Promise<Reply> {
+  async #lock(
+    key: string,
+    value: string | null,
+    options: LockOptions,
+  ): Promise<{ reply: Reply; wire: string }> {
     const timeout = options.timeout ?? 0;
     if (typeof timeout !== "number" || Number.isNaN(timeout) || timeout < 0) {
       throw new RangeError(`Invalid timeout: ${String(timeout)} ms`);
@@ -592,15 +657,24 @@ export class ELockClient {
           onAbandonedReply: (late) => {
             if (late.code === 200 && !heldBefore) this.#releaseLate(wire);
           },
+          retry: true,
+          // On the next connection: the session may be a new one.
+          onRetry: () => void (heldBefore = this.#held.has(wire)),
+          // The reply was lost with the connection: it may have been a grant.
+          onLost: () => {
+            if (!heldBefore) this.#releaseLate(wire);
+          },
         });
       } catch (error) {
-        if (error instanceof DeadlineError) return { code: 0, message: "", lines: [] };
+        if (error instanceof DeadlineError) {
+          return { reply: { code: 0, message: "", lines: [] }, wire };
+        }
         throw error;
       }
       bytes = await bytes;
       if (reply.code === 200) this.#held.add(wire);
       if (reply.code === 409 && long && Date.now() < endAt) continue;
-      if (reply.code === 200 || reply.code === 409) return reply;
+      if (reply.code === 200 || reply.code === 409) return { reply, wire };
       if (reply.code === 423) throw new DeadlockError(reply.message);
       if (reply.code === 400 && value !== null) {
         throw new UnsupportedCommandError("lock_value", replyLine(reply));
@@ -612,14 +686,164 @@ export class ELockClient {
   /** Keeps what the client knows of its session right after a raw command succeeded. */
   #noteRaw(words: string[]): void {
     const [command, argument] = words;
-    if (command === "unlock_all" || command === "quit") this.#held.clear();
+    if (command === "unlock_all" || command === "quit") {
+      this.#held.clear();
+      this.#handles.clear();
+    }
     if (command === "set_timeout" && words.length === 2 && /^[0-9]+$/.test(argument ?? "")) {
       this.#releaseTimeout = Number(argument);
     }
     if (command === "conn_id" && words.length === 2 && argument !== undefined) {
       this.#sessionId = argument;
       this.#held.clear();
+      this.#handles.clear();
     }
+  }
+
+  #dispatch(type: ELockClientEventType, init?: ELockClientEventInit): void {
+    this.dispatchEvent(new ELockClientEvent(type, init));
+  }
+
+  /** The connection dropped: reconnect (keeping the calls) or let it fail. */
+  #onDrop(error: ConnectionClosedError): boolean {
+    const pacing = this.#settings.reconnect;
+    if (pacing === null || !this.#ready || this.#ending) return false;
+    this.#settings.logger?.debug(`elock: ${error.message}; reconnecting`);
+    this.#dispatch("disconnect", { error });
+    void this.#reconnect(error, pacing);
+    return true;
+  }
+
+  /**
+   * Opens connections until one is up, resuming the session on it. The
+   * session counts as lost when the server refuses it for good, or when the
+   * release timeout passes (counted from the drop) before it is resumed.
+   * Gives up, closing the client, once the session is lost and no
+   * connection could be made for the longer of the release and command
+   * timeouts.
+   */
+  async #reconnect(drop: ConnectionClosedError, pacing: Required<ReconnectOptions>): Promise<void> {
+    const droppedAt = Date.now();
+    const releaseTimeout = this.#releaseTimeout ?? DEFAULT_RELEASE_TIMEOUT;
+    const oldId = this.#sessionId;
+    let lost = oldId === null;
+    const lose = (reason: string) => {
+      if (lost) return;
+      lost = true;
+      this.#loseSession(oldId ?? "", reason);
+    };
+    if (oldId === null) this.#loseSession("", "its id was not known");
+    const lostTimer = setTimeout(
+      () => lose(`not resumed within the release timeout (${releaseTimeout} ms)`),
+      Math.min(releaseTimeout, 2 ** 31 - 1),
+    );
+    const giveUpAt = droppedAt + Math.max(releaseTimeout, this.#settings.commandTimeout);
+    let lastError: unknown = drop;
+    try {
+      for (let attempt = 1;; attempt++) {
+        if (this.#connection.failure !== null) return;
+        if (attempt > 1) {
+          if (lost && Date.now() >= giveUpAt) {
+            const error = new ConnectionClosedError(
+              `Connection closed: cannot reconnect to ${this.host}:${this.port}`,
+              { cause: lastError },
+            );
+            this.#dispatch("error", { error });
+            this.#connection.fail(error);
+            return;
+          }
+          await sleep(backoff(attempt, pacing), this.#stop.signal);
+          if (this.#connection.failure !== null) return;
+        }
+        this.#dispatch("reconnect", { attempt });
+        try {
+          const resumed = await this.#reopen(lost ? null : oldId);
+          if (resumed === "refused") lose("the server refused to resume it");
+          else if (resumed === "busy") {
+            lastError = new UnexpectedResponseError(`conn_id ${oldId}`, "403 (still active)");
+            continue;
+          }
+          if (this.#connection.failure === null && !lost) {
+            this.#dispatch("resume", { sessionId: oldId ?? "" });
+          }
+          return;
+        } catch (error) {
+          lastError = error;
+          if (this.#connection.failure !== null) return;
+          this.#settings.logger?.debug(`elock: reconnection attempt ${attempt} failed: ${error}`);
+          this.#dispatch("error", { error, attempt });
+        }
+      }
+    } finally {
+      clearTimeout(lostTimer);
+    }
+  }
+
+  /**
+   * Opens a connection, resumes session `id` on it (or starts a new session
+   * when `id` is `null`), sets the release timeout again and adopts it.
+   * Resolves `"busy"` (and adopts nothing) when the server says the session
+   * is still connected; `"refused"` when it is gone (the new session is
+   * adopted); `"ok"` otherwise.
+   */
+  async #reopen(id: string | null): Promise<"ok" | "busy" | "refused"> {
+    const fresh = await openConnection(this.#settings, this.#stop.signal, undefined);
+    this.#fresh = fresh;
+    try {
+      this.#dispatch("connect");
+      // Pipelined: `conn_id ID` must come first, then the new connection's settings.
+      const [resumed, set, current] = await Promise.all([
+        id === null ? null : fresh.request(connIdCommand(id)),
+        this.#releaseTimeout === undefined
+          ? null
+          : fresh.request(setTimeoutCommand(this.#releaseTimeout)),
+        fresh.request(connIdCommand()),
+      ]);
+      if (set !== null && set.code !== 200) {
+        throw unexpected(`set_timeout ${this.#releaseTimeout}`, set);
+      }
+      if (current.code !== 200 || current.message === "") throw unexpected("conn_id", current);
+      let outcome: "ok" | "refused" = "ok";
+      if (resumed !== null && resumed.code !== 200) {
+        // The extended server says why; the original one does not, so it is asked
+        // again until the release timeout says the session is gone.
+        if (!/disposed/i.test(resumed.message)) {
+          await fresh.close();
+          return "busy";
+        }
+        outcome = "refused";
+      } else if (resumed !== null && this.#sessionId !== id) {
+        // Resumed after its holders were told the locks were lost: free them now.
+        const all = await fresh.request(unlockAllCommand());
+        if (all.code !== 200) throw unexpected("unlock_all", all);
+      }
+      if (this.#connection.failure !== null) {
+        await fresh.close();
+        return outcome;
+      }
+      this.#sessionId = current.message;
+      this.#connection.adopt(fresh);
+      return outcome;
+    } catch (error) {
+      await fresh.close();
+      throw error;
+    } finally {
+      this.#fresh = null;
+    }
+  }
+
+  /** The session is gone: its locks are forgotten, their holders told. */
+  #loseSession(id: string, reason: string): void {
+    const keys = [...this.#held];
+    const error = new SessionLostError(id, keys, reason);
+    this.#settings.logger?.debug(`elock: ${error.message}`);
+    this.#held.clear();
+    for (const handles of this.#handles.values()) {
+      for (const handle of handles) loseLock(handle, error);
+    }
+    this.#handles.clear();
+    this.#sessionId = null;
+    this.#dispatch("sessionlost", { error, keys, sessionId: id });
   }
 
   /** Releases a lock granted after its caller gave up, ahead of every queued call. */
@@ -627,7 +851,10 @@ export class ELockClient {
     this.#settings.logger?.debug(`elock: releasing ${wire}, granted after its caller gave up`);
     this.#connection.request(unlockCommand(wire), { urgent: true }).then(
       (reply) => {
-        if (reply.code === 200) this.#held.delete(wire);
+        if (reply.code === 200) {
+          this.#held.delete(wire);
+          this.#handles.delete(wire);
+        }
       },
       () => {},
     );
@@ -656,6 +883,7 @@ function settingsOf(options: ConnectOptions): Settings {
   if (maxLineLength !== undefined && (!Number.isInteger(maxLineLength) || maxLineLength < 1)) {
     throw new RangeError(`Invalid maxLineLength: ${String(maxLineLength)}`);
   }
+  const reconnect = reconnectOf(options.reconnect ?? options.releaseTimeout !== 0);
   const transport = options.transport ?? defaultTransport();
   if (typeof transport?.connect !== "function") {
     throw new TypeError("Invalid transport: it has no connect() method");
@@ -668,12 +896,52 @@ function settingsOf(options: ConnectOptions): Settings {
     commandTimeout,
     logger: options.logger,
     maxLineLength,
+    reconnect,
   };
+}
+
+function reconnectOf(option: boolean | ReconnectOptions): Required<ReconnectOptions> | null {
+  if (option === false) return null;
+  if (option === true) return { initialDelay: 50, maxDelay: 2000 };
+  if (typeof option !== "object" || option === null) {
+    throw new TypeError(`Invalid reconnect option: ${String(option)}`);
+  }
+  const { initialDelay = 50, maxDelay = Math.max(2000, initialDelay) } = option;
+  for (const [name, ms] of [["initialDelay", initialDelay], ["maxDelay", maxDelay]] as const) {
+    if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms)) {
+      throw new RangeError(`Invalid reconnect.${name}: ${String(ms)} ms`);
+    }
+  }
+  if (maxDelay < initialDelay) {
+    throw new RangeError(`reconnect.maxDelay (${maxDelay} ms) is below initialDelay`);
+  }
+  return { initialDelay, maxDelay };
+}
+
+/** The wait before attempt `attempt` (from 2): doubling, capped, less up to half at random. */
+function backoff(attempt: number, pacing: Required<ReconnectOptions>): number {
+  const full = Math.min(pacing.maxDelay, pacing.initialDelay * 2 ** Math.min(attempt - 2, 30));
+  return full / 2 + Math.random() * full / 2;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener("abort", done, { once: true });
+  });
 }
 
 async function openConnection(
   settings: Settings,
   signal: AbortSignal | undefined,
+  onDrop: ((error: ConnectionClosedError) => boolean) | undefined,
 ): Promise<Connection> {
   let stream: TransportConnection;
   try {
@@ -693,6 +961,7 @@ async function openConnection(
   return new Connection(stream, {
     commandTimeout: settings.commandTimeout,
     logger: settings.logger,
+    onDrop,
     ...(settings.maxLineLength === undefined ? {} : { maxLineLength: settings.maxLineLength }),
   });
 }

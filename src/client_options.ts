@@ -57,6 +57,33 @@ export interface ConnectOptions {
   logger?: Logger;
   /** Longest reply line accepted, in bytes. Default 1 MiB. */
   maxLineLength?: number;
+  /**
+   * Whether to reconnect and resume the session (`conn_id ID`) when the
+   * connection drops without {@linkcode ELockClient.close} or `quit`, so
+   * that the session's locks stay held. Default: on, unless
+   * `releaseTimeout` is 0 (the locks are gone the moment the connection
+   * drops). `true` or an object turns it on; `false` off. With it on,
+   * `connect()` also asks the session id (`conn_id`) right away.
+   */
+  reconnect?: boolean | ReconnectOptions;
+}
+
+/**
+ * How {@linkcode ConnectOptions.reconnect} paces its attempts: the first
+ * comes at once, then each waits twice as long as the one before (from
+ * `initialDelay` up to `maxDelay`), less a random part of up to half, so
+ * that clients dropped together do not come back together.
+ *
+ * @example
+ * ```ts
+ * const reconnect: ReconnectOptions = { initialDelay: 100, maxDelay: 5000 };
+ * ```
+ */
+export interface ReconnectOptions {
+  /** The wait before the second attempt, in ms. Default 50. */
+  initialDelay?: number;
+  /** The longest wait between attempts, in ms. Default 2000. */
+  maxDelay?: number;
 }
 
 /**
@@ -95,6 +122,9 @@ export interface AcquireOptions extends LockOptions {
 
 /** Default server host. */
 export const DEFAULT_HOST = "127.0.0.1";
+
+/** The release timeout of a session that did not set one (the servers' default), in ms. */
+export const DEFAULT_RELEASE_TIMEOUT = 30_000;
 
 /** Default command timeout, in ms. */
 export const DEFAULT_COMMAND_TIMEOUT = 30_000;

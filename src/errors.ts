@@ -299,6 +299,50 @@ export class ProtocolError extends ELockError {
 }
 
 /**
+ * The session and every lock it held are gone: the connection dropped and
+ * the session could not be resumed (the server refused, or the release
+ * timeout passed first). Critical sections under those locks are no longer
+ * protected. It is the reason of a lost {@linkcode HeldLock}'s `signal` and
+ * the `error` of the client's `sessionlost` event.
+ *
+ * @example
+ * ```ts
+ * const error = new SessionLostError("7", ["invoice-42"], "the server refused to resume it");
+ * error.keys; // ["invoice-42"]
+ * ```
+ */
+export class SessionLostError extends ELockError {
+  /** The id of the session that was lost (`""` when it was not known). */
+  readonly sessionId: string;
+  /** The keys the session held, as they were on the wire. */
+  readonly keys: readonly string[];
+
+  /**
+   * Creates the error.
+   *
+   * @param sessionId the lost session's id
+   * @param keys the keys it held, as on the wire
+   * @param reason why it could not be resumed
+   * @param options `cause`: the error this one wraps
+   */
+  constructor(
+    sessionId: string,
+    keys: readonly string[],
+    reason: string,
+    options?: ELockErrorOptions,
+  ) {
+    super(
+      `Session ${sessionId === "" ? "(unknown)" : `#${sessionId}`} lost with ${keys.length} ` +
+        `lock(s): ${reason}`,
+      options,
+    );
+    this.name = "SessionLostError";
+    this.sessionId = sessionId;
+    this.keys = [...keys];
+  }
+}
+
+/**
  * Parses a deadlock path `#C => e1 = #A => e2 = #B => e3 = #C` (session C
  * waits for e1, held by A, who waits for e2, ...) into its edges. The
  * `Deadlock:` prefix of the reply may be left on.

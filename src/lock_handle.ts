@@ -4,9 +4,19 @@
  * @module
  */
 
+import type { SessionLostError } from "./errors.ts";
+
+const lostControllers = new WeakMap<HeldLock, AbortController>();
+
 /**
  * A lock held by a client's session. Release it with {@linkcode HeldLock.release}
  * or let `await using` do it.
+ *
+ * When the connection drops and the session cannot be resumed, the lock is
+ * lost: {@linkcode HeldLock.lost} becomes `true` and
+ * {@linkcode HeldLock.signal} aborts with a {@linkcode SessionLostError}.
+ * Check the signal before each side effect that needs the lock, or pass it
+ * to the calls that make them.
  *
  * @example
  * ```ts ignore
@@ -22,6 +32,7 @@ export class HeldLock {
   /** The value of a value lock; `null` for an exclusive lock. */
   readonly value: string | null;
   readonly #unlock: () => Promise<boolean>;
+  readonly #lost: AbortController;
   #released: Promise<boolean> | null = null;
 
   /**
@@ -35,6 +46,33 @@ export class HeldLock {
     this.key = key;
     this.value = value;
     this.#unlock = unlock;
+    this.#lost = new AbortController();
+    lostControllers.set(this, this.#lost);
+  }
+
+  /**
+   * Whether the lock was lost with its session (see {@linkcode SessionLostError}):
+   * another client may hold it now.
+   */
+  get lost(): boolean {
+    return this.#lost.signal.aborted;
+  }
+
+  /**
+   * Aborts when the lock is lost, with a {@linkcode SessionLostError} as its
+   * reason.
+   *
+   * @example
+   * ```ts ignore
+   * await client.withLock("ledger", async (lock) => {
+   *   const rows = await fetchRows({ signal: lock.signal });
+   *   lock.signal.throwIfAborted(); // still ours? then write
+   *   await writeRows(rows);
+   * });
+   * ```
+   */
+  get signal(): AbortSignal {
+    return this.#lost.signal;
   }
 
   /** Whether {@linkcode HeldLock.release} has been called. */
@@ -72,4 +110,9 @@ export class HeldLock {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.release();
   }
+}
+
+/** Marks `lock` lost (its signal aborts with `reason`); the client calls it. @internal */
+export function loseLock(lock: HeldLock, reason: SessionLostError): void {
+  lostControllers.get(lock)?.abort(reason);
 }

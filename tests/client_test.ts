@@ -303,7 +303,11 @@ for (const dialect of DIALECTS) {
       await assert.rejects(a.lock("k", { timeout: -1 }), RangeError);
       await assert.rejects(a.lock("k", { timeout: Number.NaN }), RangeError);
       assert.equal(await a.lock("é\tok/📦"), true, "tabs and any UTF-8 are fine");
-      assert.equal(proxy.sent.join(""), "lock é\tok/📦\n", "only the good key reached the wire");
+      assert.equal(
+        proxy.sent.join(""),
+        "conn_id\nlock é\tok/📦\n",
+        "only the session id request (for reconnecting) and the good key reached the wire",
+      );
     });
   });
 
@@ -325,7 +329,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await php.unlock("abc"), true);
       assert.equal(await raw.lock("a9993e364706816aba3e25717850c26c9cd0d89d"), true);
       assert.equal(
-        proxy.sent[0]!.split("\n")[0],
+        proxy.sent[0]!.split("\n")[1],
         "lock a9993e364706816aba3e25717850c26c9cd0d89d",
       );
       assert.doesNotMatch(proxy.sent[0]!, /quick|unlock_all/);
@@ -336,6 +340,9 @@ for (const dialect of DIALECTS) {
     await withServer(dialect, async ({ connect }) => {
       const lines: string[] = [];
       const a = await connect({ logger: { debug: (message) => lines.push(message) } });
+      assert.deepEqual(lines, ["elock > conn_id", lines[1]]);
+      assert.match(lines[1]!, /^elock < 200 \S+$/);
+      lines.length = 0;
       await a.lock("k");
       await a.unlock("k");
       assert.equal(lines[0], "elock > lock k");

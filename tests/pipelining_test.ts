@@ -75,14 +75,14 @@ for (const dialect of DIALECTS) {
       const wait = client.lock("w", { timeout: 30_000 });
       const next = [client.lock("a"), client.stats(), client.unlock("a")];
       await waits("w");
-      assert.equal(proxy.sent[0], "lock w 30\n");
+      assert.equal(proxy.sent[0], "conn_id\nlock w 30\n");
       await other.unlock("w");
       assert.equal(await wait, true);
       const [locked, stats, unlocked] = await Promise.all(next);
       assert.equal(locked, true);
       assert.equal((stats as { locks: number }).locks, 2);
       assert.equal(unlocked, true);
-      assert.equal(proxy.sent[0], "lock w 30\nlock a\nstats\nunlock a\n");
+      assert.equal(proxy.sent[0], "conn_id\nlock w 30\nlock a\nstats\nunlock a\n");
     });
   });
 
@@ -98,17 +98,17 @@ for (const dialect of DIALECTS) {
       assert.equal(await client.lock("e", { timeout: Infinity }), true);
       assert.equal(
         proxy.sent[0],
-        "lock a\nlock b 1\nlock c 1\nlock d 2\nlock e 2147483\n",
+        "conn_id\nlock a\nlock b 1\nlock c 1\nlock d 2\nlock e 2147483\n",
       );
     });
   });
 
-  test(`[${dialect}] a connection cut mid-command rejects every pending and queued call`, async () => {
+  test(`[${dialect}] without reconnect, a connection cut mid-command rejects every pending and queued call`, async () => {
     await withServer(dialect, async ({ connect, port, waits }) => {
       const other = await connect();
       await other.lock("w");
       await using proxy = await startProxy(port);
-      const client = await connect({ port: proxy.port });
+      const client = await connect({ port: proxy.port, reconnect: false });
       const calls = [
         client.lock("w", { timeout: 30_000 }),
         client.lock("x"),
@@ -123,10 +123,10 @@ for (const dialect of DIALECTS) {
     });
   });
 
-  test(`[${dialect}] a server that stops answering fails every call within the command timeout`, async () => {
+  test(`[${dialect}] without reconnect, a server that stops answering fails every call within the command timeout`, async () => {
     await withServer(dialect, async ({ connect, port }) => {
       await using proxy = await startProxy(port);
-      const client = await connect({ port: proxy.port, commandTimeout: 1000 });
+      const client = await connect({ port: proxy.port, commandTimeout: 1000, reconnect: false });
       assert.equal(await client.lock("a"), true);
       proxy.silence();
       const calls = [client.lock("b"), client.stats(), client.unlock("a")];
@@ -150,7 +150,7 @@ test("replies ending in \\r\\n and in \\n are both read", async () => {
       write("200 STATS\r\nSTAT clients 1\nSTAT locks 2\r\nSTAT monitoring 1\nEND\r\n");
     }
   });
-  const client = await ELockClient.connect({ port: server.port });
+  const client = await ELockClient.connect({ port: server.port, reconnect: false });
   try {
     assert.equal(await client.lock("a"), true);
     assert.equal(await client.lock("b"), true);
@@ -164,7 +164,11 @@ test("a reply line over the limit is a ProtocolError; the calls behind it get Co
   await using server = await startScriptedServer((line, write) => {
     if (line === "conn_id") write(`200 ${"x".repeat(5000)}\n`);
   });
-  const client = await ELockClient.connect({ port: server.port, maxLineLength: 1000 });
+  const client = await ELockClient.connect({
+    port: server.port,
+    maxLineLength: 1000,
+    reconnect: false,
+  });
   const first = client.sessionId();
   const second = client.lock("a");
   await assert.rejects(first, ProtocolError);
@@ -182,10 +186,14 @@ test("a reply without a code, or one nobody asked for, closes the connection", a
       setTimeout(() => write("200 Acquired\n"), 50);
     }
   });
-  const garbled = await ELockClient.connect({ port: server.port });
+  const garbled = await ELockClient.connect({ port: server.port, reconnect: false });
   await assert.rejects(garbled.lock("a"), ProtocolError);
   await garbled.close();
-  const extra = await ELockClient.connect({ port: server.port, commandTimeout: 30_000 });
+  const extra = await ELockClient.connect({
+    port: server.port,
+    commandTimeout: 30_000,
+    reconnect: false,
+  });
   assert.equal(await extra.lock("b"), true);
   await until(() => extra.closed, "the connection closed on the unsolicited reply");
   await assert.rejects(extra.lock("c"), ConnectionClosedError);

@@ -60,7 +60,11 @@ for (const [name, make] of TRANSPORTS) {
     await using server = await startScriptedServer((line, write) => {
       if (line === "lock a") write("200 Acquired\r\n");
     });
-    const client = await ELockClient.connect({ port: server.port, transport: make() });
+    const client = await ELockClient.connect({
+      port: server.port,
+      transport: make(),
+      reconnect: false,
+    });
     assert.equal(await client.lock("a"), true);
     const pending = assert.rejects(client.lock("b", { timeout: 10_000 }), ConnectionClosedError);
     await server.close();

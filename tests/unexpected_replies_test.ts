@@ -28,7 +28,7 @@ test("every method rejects an unexpected reply with UnexpectedResponseError", as
     if (line === "stats") write("200 STATS\nSTAT clients many\nEND\n");
     else write(`${REPLY}\n`);
   });
-  const client = await ELockClient.connect({ port: server.port });
+  const client = await ELockClient.connect({ port: server.port, reconnect: false });
   try {
     await assert.rejects(client.setReleaseTimeout(0), unexpected("set_timeout 0"));
     await assert.rejects(client.lock("k", { timeout: 2000 }), unexpected("lock k 2"));

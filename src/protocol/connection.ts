@@ -9,12 +9,17 @@
  * that gives up on a sent request (deadline or abort) is answered at once;
  * the reply, when it comes, goes to the request's `onAbandonedReply`.
  *
+ * When the connection drops and {@linkcode ConnectionOptions.onDrop} keeps
+ * it, the calls wait for {@linkcode Connection.adopt} of a new connection:
+ * requests sent but not answered are sent again if they are marked `retry`,
+ * the others reject; queued ones stay queued.
+ *
  * Runtime-neutral: runs on any {@linkcode TransportConnection}.
  *
  * @module
  */
 
-import { ConnectionClosedError, ELockError } from "../errors.ts";
+import { ConnectionClosedError, ELockError, ProtocolError } from "../errors.ts";
 import type { TransportConnection } from "../transport/transport.ts";
 import { concat } from "./line_splitter.ts";
 import { type Reply, replyLine, ReplyReader } from "./reply_reader.ts";
@@ -40,6 +45,14 @@ export interface ConnectionOptions {
   maxLineLength?: number;
   /** Gets each request and reply line. */
   logger?: Logger | undefined;
+  /**
+   * Called when the connection drops (the stream ended or failed, or a reply
+   * is overdue), but not on {@linkcode Connection.close} or a protocol
+   * error. Returning `true` keeps the calls: they wait for
+   * {@linkcode Connection.adopt}. Returning `false` (or no callback) fails
+   * them all.
+   */
+  onDrop?: ((error: ConnectionClosedError) => boolean) | undefined;
 }
 
 /** Options of {@linkcode Connection.request}. */
@@ -56,6 +69,17 @@ export interface RequestOptions {
   onAbandonedReply?: (reply: Reply) => void;
   /** Goes to the head of the queue, and may be sent while a task runs. */
   urgent?: boolean;
+  /**
+   * Sent again on the next connection when the connection drops after the
+   * request was sent and before its reply came (only for commands whose
+   * repetition is harmless), at most 3 times. Not after a command timeout:
+   * the caller is then answered with the timeout error.
+   */
+  retry?: boolean;
+  /** Called instead of a retry when the request's reply is lost with the connection. */
+  onLost?: () => void;
+  /** Called when the request is sent again on a new connection. */
+  onRetry?: () => void;
 }
 
 /** The rejection of a request whose deadline passed. @internal */
@@ -74,6 +98,8 @@ interface Item {
   error: unknown;
   options: RequestOptions;
   state: "queued" | "sent" | "done" | "abandoned";
+  /** How many times it was sent again after a drop. */
+  retries: number;
   resolve(reply: Reply): void;
   reject(error: unknown): void;
   cleanup(): void;
@@ -86,6 +112,12 @@ interface Task {
 }
 
 const decoder = new TextDecoder();
+
+/**
+ * How many times a request is sent again after drops: a command that brings
+ * the connection down each time it is sent must not be sent forever.
+ */
+const MAX_RETRIES = 3;
 
 /**
  * A connection to an eLock server over a transport connection.
@@ -109,6 +141,7 @@ export class Connection {
   #failure: ELockError | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #sent = false;
+  #down: ConnectionClosedError | null = null;
 
   /**
    * Starts reading replies from the stream.
@@ -131,6 +164,11 @@ export class Connection {
     return this.#failure;
   }
 
+  /** Why the connection dropped, while it waits for {@linkcode Connection.adopt}; else `null`. */
+  get down(): ConnectionClosedError | null {
+    return this.#down;
+  }
+
   /**
    * Sends a command (in call order) and resolves with its reply.
    *
@@ -149,6 +187,7 @@ export class Connection {
         error: undefined,
         options,
         state: "queued",
+        retries: 0,
         resolve: (reply) => {
           item.cleanup();
           resolve(reply);
@@ -191,7 +230,8 @@ export class Connection {
 
   /**
    * Takes over the transport connection of `other` (idle, just opened) and
-   * closes this one's: later requests go to the new server connection.
+   * closes this one's: later requests go to the new server connection. After
+   * a drop, this is how the connection comes back up.
    *
    * @param other an idle connection
    */
@@ -202,8 +242,10 @@ export class Connection {
     other.#wire = old;
     other.#failure = new ConnectionClosedError("Connection closed: adopted by another");
     this.#sent = true;
+    this.#down = null;
     old.owner = null;
     void old.close();
+    this.#kick();
   }
 
   /**
@@ -221,6 +263,7 @@ export class Connection {
   fail(error: ELockError): void {
     if (this.#failure !== null) return;
     this.#failure = error;
+    this.#down = null;
     clearTimeout(this.#timer);
     const items = [...this.#inflight, ...this.#queue];
     this.#inflight = [];
@@ -229,11 +272,61 @@ export class Connection {
       ? error
       : new ConnectionClosedError(`Connection closed: ${error.message}`, { cause: error });
     items.forEach((item, i) => {
+      if (item.kind === "command" && item.state === "abandoned") item.options.onLost?.();
       if (item.kind === "command" && (item.state === "done" || item.state === "abandoned")) return;
       if (item.kind === "command") item.state = "done";
       item.reject(i === 0 ? error : others);
     });
     void this.#wire.close();
+  }
+
+  /**
+   * The connection dropped: unless {@linkcode ConnectionOptions.onDrop}
+   * keeps the calls, fails it. A protocol error always fails it.
+   *
+   * @param error why
+   * @param overdue whether a reply was overdue (nothing is retried then)
+   */
+  #drop(error: ELockError, overdue: boolean): void {
+    if (this.#failure !== null || this.#down !== null) return;
+    if (error instanceof ProtocolError || !(error instanceof ConnectionClosedError)) {
+      this.fail(error);
+      return;
+    }
+    if (this.#options.onDrop?.(error) !== true) {
+      this.fail(error);
+      return;
+    }
+    this.#down = error;
+    clearTimeout(this.#timer);
+    const inflight = this.#inflight;
+    this.#inflight = [];
+    const again: Item[] = [];
+    for (const item of inflight) {
+      if (item.state === "abandoned") {
+        item.state = "done";
+        item.options.onLost?.();
+      } else if (item.state !== "sent") continue;
+      else if (item.options.retry && !overdue && item.retries < MAX_RETRIES) {
+        item.retries++;
+        item.state = "queued";
+        item.options.onRetry?.();
+        again.push(item);
+      } else {
+        item.state = "done";
+        item.reject(error);
+        item.options.onLost?.();
+      }
+    }
+    this.#queue.unshift(...again);
+    const old = this.#wire;
+    old.owner = null;
+    void old.close();
+  }
+
+  /** The wire's stream ended or failed. @internal */
+  onWireError(error: ELockError): void {
+    this.#drop(error, false);
   }
 
   /** A reply came from the wire. @internal */
@@ -282,7 +375,7 @@ export class Connection {
   }
 
   #kick(): void {
-    if (this.#failure !== null) return;
+    if (this.#failure !== null || this.#down !== null) return;
     if (this.#pumping) {
       this.#again = true;
       return;
@@ -303,7 +396,8 @@ export class Connection {
         let size = 0;
         for (;;) {
           // Nothing is sent behind a barrier, so one in flight is always the last item.
-          if (this.#failure !== null || this.#inflight.at(-1)?.options.barrier) break;
+          if (this.#failure !== null || this.#down !== null) break;
+          if (this.#inflight.at(-1)?.options.barrier) break;
           const head = this.#queue[0];
           if (head === undefined || size >= 65536) break;
           if (head.kind === "task") {
@@ -334,17 +428,24 @@ export class Connection {
           }
           if (head.options.barrier) break;
         }
-        if (this.#failure !== null) return;
+        // A batch is only started with nothing awaited, so a drop leaves it empty.
+        if (this.#failure !== null || this.#down !== null) return;
         if (batch.length === 0) {
           if (this.#again) continue;
           return;
         }
         this.#sent = true;
         this.#armTimer();
+        const wire = this.#wire;
         try {
-          await this.#wire.write(concat(batch, size));
+          await wire.write(concat(batch, size));
         } catch (cause) {
-          this.fail(new ConnectionClosedError("Connection closed: write failed", { cause }));
+          if (wire === this.#wire) {
+            this.#drop(
+              new ConnectionClosedError("Connection closed: write failed", { cause }),
+              false,
+            );
+          }
           return;
         }
       }
@@ -368,9 +469,7 @@ export class Connection {
     const limit = this.#options.commandTimeout + (head.options.waitMs ?? 0);
     if (!Number.isFinite(limit)) return;
     this.#timer = setTimeout(() => {
-      this.fail(
-        new ConnectionClosedError(`Connection closed: no reply within ${limit} ms`),
-      );
+      this.#drop(new ConnectionClosedError(`Connection closed: no reply within ${limit} ms`), true);
     }, Math.min(limit, 2 ** 31 - 1));
   }
 }
@@ -414,7 +513,7 @@ class Wire {
         reply = await this.#reader.read();
       } catch (error) {
         if (!this.#closing) {
-          this.owner?.fail(
+          this.owner?.onWireError(
             error instanceof ELockError
               ? error
               : new ConnectionClosedError("Connection closed: read failed", { cause: error }),

@@ -1,9 +1,12 @@
 /**
- * A real TCP proxy in front of a real server, for fault injection: it can
- * record what clients send, stop forwarding replies (a server that went
- * silent), or cut every connection (a network that dropped).
+ * A real TCP proxy in front of a real server, for fault injection. On command
+ * from the test it records what clients send, drops, resets or stalls
+ * connections, cuts one in the middle of a reply line, delays each
+ * direction, or stops forwarding replies (a server that went silent).
  *
- * Runs on Node, Deno and Bun through `node:net`.
+ * Faults apply to every open connection, or to the one at `index` (the order
+ * in which the proxy accepted them). Runs on Node, Deno and Bun through
+ * `node:net`.
  *
  * @module
  */
@@ -16,48 +19,105 @@ export interface Proxy {
   readonly port: number;
   /** Everything clients sent, per connection, as text. */
   readonly sent: string[];
-  /** Stops forwarding the server's replies (they are dropped). */
-  silence(): void;
-  /** Destroys every connection, both sides. */
-  cut(): void;
   /** Number of client connections accepted so far. */
   readonly accepted: number;
+  /** Number of connections open now. */
+  readonly open: number;
+  /** The indexes of the connections open now. */
+  readonly openIndexes: number[];
+  /** Stops forwarding the server's replies (they are dropped), on every connection from now on. */
+  silence(): void;
+  /** Destroys connections, both sides (a network that dropped). */
+  cut(index?: number): void;
+  /** Ends connections cleanly, both sides (FIN). */
+  drop(index?: number): void;
+  /** Resets connections, both sides (RST). */
+  reset(index?: number): void;
+  /**
+   * Holds every byte in both directions until {@linkcode Proxy.unstall}
+   * (nothing is lost: a network that froze).
+   */
+  stall(index?: number): void;
+  /** Forwards what a stall held, and carries on. */
+  unstall(index?: number): void;
+  /**
+   * Forwards the first half of the next line the server sends, then
+   * destroys the connection: a reply cut in the middle.
+   */
+  cutMidReply(index?: number): void;
+  /** Delays each chunk by this many ms, per direction, on new and open connections. */
+  delay(ms: { toServer?: number; toClient?: number }): void;
   close(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+interface Link {
+  readonly index: number;
+  readonly client: net.Socket;
+  readonly upstream: net.Socket;
+  stalled: boolean;
+  held: { to: net.Socket; chunk: Uint8Array }[];
+  cutMidReply: boolean;
+}
+
 /** Starts a proxy to `127.0.0.1:targetPort`. */
 export async function startProxy(targetPort: number): Promise<Proxy> {
-  const sockets = new Set<net.Socket>();
+  const links = new Set<Link>();
   const sent: string[] = [];
   let silent = false;
   let accepted = 0;
+  const delays = { toServer: 0, toClient: 0 };
+  const forward = (link: Link, to: net.Socket, chunk: Uint8Array) => {
+    if (link.stalled) link.held.push({ to, chunk });
+    else if (!to.destroyed) to.write(chunk);
+  };
   const server = net.createServer((client) => {
     const index = accepted++;
     sent[index] = "";
     const upstream = net.connect({ host: "127.0.0.1", port: targetPort });
+    const link: Link = { index, client, upstream, stalled: false, held: [], cutMidReply: false };
+    links.add(link);
     for (const socket of [client, upstream]) {
-      sockets.add(socket);
       socket.on("error", () => {});
       socket.on("close", () => {
-        sockets.delete(socket);
+        links.delete(link);
         client.destroy();
         upstream.destroy();
+      });
+      socket.on("end", () => {
+        client.end();
+        upstream.end();
       });
     }
     client.on("data", (chunk: Uint8Array) => {
       sent[index] += new TextDecoder().decode(chunk);
-      upstream.write(chunk);
+      later(delays.toServer, () => forward(link, upstream, chunk));
     });
     upstream.on("data", (chunk: Uint8Array) => {
-      if (!silent) client.write(chunk);
+      if (silent) return;
+      if (link.cutMidReply) {
+        const end = chunk.indexOf(10);
+        const half = Math.max(1, Math.floor((end < 0 ? chunk.length : end) / 2));
+        client.write(chunk.subarray(0, half), () => {
+          client.destroy();
+          upstream.destroy();
+        });
+        link.cutMidReply = false;
+        return;
+      }
+      later(delays.toClient, () => forward(link, client, chunk));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as net.AddressInfo).port;
-  const cut = () => {
-    for (const socket of sockets) socket.destroy();
+  const each = (index: number | undefined, fn: (link: Link) => void) => {
+    for (const link of [...links]) if (index === undefined || link.index === index) fn(link);
   };
+  const cut = (index?: number) =>
+    each(index, (link) => {
+      link.client.destroy();
+      link.upstream.destroy();
+    });
   const close = async () => {
     cut();
     await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -68,17 +128,62 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     get accepted() {
       return accepted;
     },
+    get open() {
+      return links.size;
+    },
+    get openIndexes() {
+      return [...links].map((link) => link.index);
+    },
     silence: () => void (silent = true),
     cut,
+    drop: (index) =>
+      each(index, (link) => {
+        link.client.end();
+        link.upstream.end();
+      }),
+    reset: (index) =>
+      each(index, (link) => {
+        link.client.resetAndDestroy();
+        link.upstream.resetAndDestroy();
+      }),
+    stall: (index) => each(index, (link) => void (link.stalled = true)),
+    unstall: (index) =>
+      each(index, (link) => {
+        link.stalled = false;
+        for (const { to, chunk } of link.held.splice(0)) if (!to.destroyed) to.write(chunk);
+      }),
+    cutMidReply: (index) => each(index, (link) => void (link.cutMidReply = true)),
+    delay: (ms) => {
+      delays.toServer = ms.toServer ?? delays.toServer;
+      delays.toClient = ms.toClient ?? delays.toClient;
+    },
     close,
     [Symbol.asyncDispose]: close,
   };
 }
 
-/** A scripted server: answers each received line with `answer(line)` (or nothing). */
+/** Runs `fn` now, or after `ms` (keeping the order of chunks delayed alike). */
+function later(ms: number, fn: () => void): void {
+  if (ms <= 0) fn();
+  else setTimeout(fn, ms);
+}
+
+/** A scripted server, listening on 127.0.0.1. */
+export interface ScriptedServer {
+  readonly port: number;
+  /** Number of connections open now. */
+  readonly connections: number;
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * A scripted server: answers each received line with `answer(line, write,
+ * close)`, where `close` ends that connection.
+ */
 export async function startScriptedServer(
-  answer: (line: string, write: (text: string) => void) => void,
-): Promise<{ port: number; close(): Promise<void>; [Symbol.asyncDispose](): Promise<void> }> {
+  answer: (line: string, write: (text: string) => void, close: () => void) => void,
+): Promise<ScriptedServer> {
   const sockets = new Set<net.Socket>();
   const server = net.createServer((socket) => {
     sockets.add(socket);
@@ -91,7 +196,7 @@ export async function startScriptedServer(
       while ((end = buffered.indexOf("\n")) >= 0) {
         const line = buffered.slice(0, end);
         buffered = buffered.slice(end + 1);
-        answer(line, (text) => socket.write(text));
+        answer(line, (text) => socket.write(text), () => socket.end());
       }
     });
   });
@@ -101,5 +206,12 @@ export async function startScriptedServer(
     for (const socket of sockets) socket.destroy();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   };
-  return { port, close, [Symbol.asyncDispose]: close };
+  return {
+    port,
+    get connections() {
+      return sockets.size;
+    },
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }
