@@ -57,6 +57,7 @@ export type {
   Stats,
 } from "./src/protocol/reply_reader.ts";
 export type {
+  TlsOptions,
   Transport,
   TransportConnection,
   TransportConnectOptions,
@@ -66,6 +67,6 @@ export { nodeTransport } from "./src/transport/node.ts";
 export { denoTransport } from "./src/transport/deno.ts";
 export { bunTransport } from "./src/transport/bun.ts";
 export { socketTransport } from "./src/transport/socket.ts";
-export type { SocketConnect, SocketLike } from "./src/transport/socket.ts";
+export type { SocketConnect, SocketConnectOptions, SocketLike } from "./src/transport/socket.ts";
 export { DEFAULT_PORT } from "./src/protocol/limits.ts";
 export type { Dialect } from "./src/server/mod.ts";

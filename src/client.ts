@@ -39,7 +39,12 @@ import {
   type Stats,
 } from "./protocol/reply_reader.ts";
 import { defaultTransport } from "./transport/default.ts";
-import type { Transport, TransportConnection } from "./transport/transport.ts";
+import {
+  _checkTlsOptions,
+  type TlsOptions,
+  type Transport,
+  type TransportConnection,
+} from "./transport/transport.ts";
 import {
   type AcquireOptions,
   type ConnectOptions,
@@ -64,6 +69,7 @@ interface Settings {
   host: string;
   port: number;
   transport: Transport;
+  tls: TlsOptions | undefined;
   keyEncoding: KeyEncoding;
   commandTimeout: number;
   logger: ConnectOptions["logger"];
@@ -888,10 +894,17 @@ function settingsOf(options: ConnectOptions): Settings {
   if (typeof transport?.connect !== "function") {
     throw new TypeError("Invalid transport: it has no connect() method");
   }
+  const tls = options.tls === undefined || options.tls === false
+    ? undefined
+    : options.tls === true
+    ? {}
+    : options.tls;
+  if (tls !== undefined) _checkTlsOptions(tls);
   return {
     host,
     port,
     transport,
+    tls,
     keyEncoding,
     commandTimeout,
     logger: options.logger,
@@ -949,6 +962,7 @@ async function openConnection(
       host: settings.host,
       port: settings.port,
       ...(signal === undefined ? {} : { signal }),
+      ...(settings.tls === undefined ? {} : { tls: settings.tls }),
     });
   } catch (cause) {
     if (signal?.aborted && cause === signal.reason) throw cause;

@@ -6,7 +6,7 @@
 
 import type { Logger } from "./protocol/connection.ts";
 import type { KeyEncoding } from "./protocol/commands.ts";
-import type { Transport } from "./transport/transport.ts";
+import type { TlsOptions, Transport } from "./transport/transport.ts";
 
 /**
  * Options of {@linkcode ELockClient.connect}. All durations are in ms.
@@ -36,6 +36,20 @@ export interface ConnectOptions {
   transport?: Transport;
   /** Gives up connecting when aborted. */
   signal?: AbortSignal;
+  /**
+   * Speak TLS. `true` checks the server's certificate against the runtime's
+   * default roots and `host`; an object can add trusted CAs (`caCerts`, PEM)
+   * and name the certificate's expected name (`serverName`). Default: plain
+   * TCP. A certificate that fails the check makes `connect()` reject with a
+   * {@linkcode ConnectionClosedError} whose `cause` is the runtime's error.
+   *
+   * @example
+   * ```ts ignore
+   * const ca = await Deno.readTextFile("ca.pem");
+   * await ELockClient.connect({ host: "elock.internal", tls: { caCerts: [ca] } });
+   * ```
+   */
+  tls?: boolean | TlsOptions;
   /**
    * How long the session's locks outlive a dropped connection, in ms; sent as
    * `set_timeout` right after connecting. Default: the server's (30 s).

@@ -8,8 +8,13 @@ import { type ChildProcess, spawn } from "node:child_process";
 import process from "node:process";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ELockClient } from "../mod.ts";
 import { main } from "../src/cli.ts";
 import { LineClient } from "./support/line_client.ts";
+import { makeCertificates } from "./support/tls_cert.ts";
 
 const CLI = fileURLToPath(
   new URL("../src/cli." + (import.meta.url.endsWith(".js") ? "js" : "ts"), import.meta.url),
@@ -326,3 +331,69 @@ test("main() runs the server in process until its signal is aborted", SLOW, asyn
   assert.match(err, /^elock: test received, stopping\n(.*\n)*elock: stopped\n$/m);
   await assertPortClosed(port);
 });
+
+/** Writes a fresh CA-signed certificate and key to a temporary folder; removed on dispose. */
+async function certificateFiles() {
+  const certs = await makeCertificates();
+  const dir = await mkdtemp(join(tmpdir(), "elock-tls-"));
+  const cert = join(dir, "cert.pem");
+  const key = join(dir, "key.pem");
+  await writeFile(cert, certs.cert);
+  await writeFile(key, certs.key);
+  return {
+    cert,
+    key,
+    dir,
+    caCert: certs.caCert,
+    [Symbol.asyncDispose]: () => rm(dir, { recursive: true, force: true }),
+  };
+}
+
+test("elock server --tls-cert --tls-key serves TLS clients only", SLOW, async () => {
+  await using files = await certificateFiles();
+  const cli = new Cli(["server", "--port", "0", "--tls-cert", files.cert, "--tls-key", files.key]);
+  try {
+    const match = await cli.waitForStderr(
+      /^elock: extended server listening on 127\.0\.0\.1:(\d+) \(TLS\)$/,
+    );
+    const port = Number(match[1]);
+    await using client = await ELockClient.connect({ port, tls: { caCerts: [files.caCert] } });
+    assert.equal(await client.lock("a"), true);
+    assert.deepEqual(await client.stats(), { clients: 1, locks: 1, monitoring: 1 });
+    // A client that does not trust the certificate is turned away.
+    await assert.rejects(ELockClient.connect({ port, tls: true }), /Cannot connect to/);
+    cli.signal("SIGTERM");
+    assert.equal(await cli.exit(), 0);
+  } finally {
+    await cli.dispose();
+  }
+});
+
+test(
+  "elock server --tls-cert/--tls-key: usage errors for one without the other or a bad file",
+  SLOW,
+  async () => {
+    await using files = await certificateFiles();
+    const missing = join(files.dir, "missing.pem");
+    const notPem = join(files.dir, "not.pem");
+    await writeFile(notPem, "hello");
+    const cases: Array<[string[], RegExp]> = [
+      [["--tls-cert", files.cert], /^elock server: option --tls-cert needs --tls-key/],
+      [["--tls-key", files.key], /^elock server: option --tls-key needs --tls-cert/],
+      [
+        ["--tls-cert", missing, "--tls-key", files.key],
+        /^elock server: cannot read --tls-cert file "[^"]*missing\.pem": /,
+      ],
+      [
+        ["--tls-cert", files.cert, "--tls-key", notPem],
+        /^elock server: --tls-key file "[^"]*not\.pem" is not PEM/,
+      ],
+    ];
+    for (const [args, message] of cases) {
+      let err = "";
+      const io = { stdout: () => {}, stderr: (t: string) => void (err += t) };
+      assert.equal(await main(["server", "--port", "0", ...args], io), 2, args.join(" "));
+      assert.match(err, message);
+    }
+  },
+);

@@ -5,6 +5,7 @@
  * @module
  */
 
+import { readFileSync } from "node:fs";
 import {
   DEFAULT_MAX_LINE_LENGTH,
   DEFAULT_PORT,
@@ -25,6 +26,8 @@ Options:
   --dialect DIALECT      extended or original (default extended)
   --sequential-ids       hand out guessable session ids 1, 2, 3...
   --max-line-length N    longest command line in bytes (default ${DEFAULT_MAX_LINE_LENGTH})
+  --tls-cert FILE        serve TLS with this PEM certificate (chain); needs --tls-key
+  --tls-key FILE         the PEM private key of --tls-cert
   --verbose              also log every command and its reply
   -h, --help             show this help
 `;
@@ -35,6 +38,8 @@ const FLAGS = {
   dialect: { type: "string" },
   "sequential-ids": { type: "boolean" },
   "max-line-length": { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
   verbose: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -59,7 +64,8 @@ export const serverCommand: Subcommand = {
  *
  * @param args the arguments after `server`
  * @returns the server options, or `"help"` if `--help` was given
- * @throws {UsageError} when an argument is wrong
+ * @throws {UsageError} when an argument is wrong, or a `--tls-cert` or
+ *   `--tls-key` file cannot be read
  *
  * @example
  * ```ts
@@ -89,6 +95,7 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     );
   }
   if (values.host === "") throw new UsageError("option --host needs a value");
+  const tls = parseTls(values["tls-cert"], values["tls-key"]);
   return {
     hostname: values.host ?? "127.0.0.1",
     port,
@@ -96,7 +103,33 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     sequentialIds: values["sequential-ids"] ?? false,
     maxLineLength,
     verbose: values.verbose ?? false,
+    ...(tls === undefined ? {} : { tls }),
   };
+}
+
+/** Reads the files of `--tls-cert` and `--tls-key`, given both or neither. */
+function parseTls(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+): ServerOptions["tls"] {
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined) throw new UsageError("option --tls-key needs --tls-cert");
+  if (keyFile === undefined) throw new UsageError("option --tls-cert needs --tls-key");
+  return { cert: readPem(certFile, "--tls-cert"), key: readPem(keyFile, "--tls-key") };
+}
+
+function readPem(file: string, flag: string): string {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new UsageError(`cannot read ${flag} file ${quote(file)}: ${reason}`);
+  }
+  if (!text.includes("-----BEGIN")) {
+    throw new UsageError(`${flag} file ${quote(file)} is not PEM (no "-----BEGIN" line)`);
+  }
+  return text;
 }
 
 /**
@@ -128,7 +161,8 @@ export async function runServer(options: ServerOptions, io: CliIo): Promise<numb
     log(`cannot start server on ${where}: ${error instanceof Error ? error.message : error}`);
     return 1;
   }
-  log(`${server.dialect} server listening on ${formatAddress(server.hostname, server.port)}`);
+  const where = formatAddress(server.hostname, server.port);
+  log(`${server.dialect} server listening on ${where}${options.tls ? " (TLS)" : ""}`);
   const signal = io.signal;
   if (!signal.aborted) {
     await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));

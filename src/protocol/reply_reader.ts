@@ -181,6 +181,21 @@ export class ReplyReader {
   }
 
   /**
+   * Bytes of an unfinished line held back while waiting for its end: never
+   * more than `maxLineLength` + 1 (a longer line is dropped as it arrives).
+   *
+   * @example
+   * ```ts
+   * const replies = new ReplyReader(new Blob(["200 OK\n20"]).stream());
+   * await replies.read();
+   * replies.buffered; // 2 once the reader has seen "20"
+   * ```
+   */
+  get buffered(): number {
+    return this.#splitter.buffered;
+  }
+
+  /**
    * Reads the next reply.
    *
    * @param options whether a data block follows; see {@linkcode ReadOptions}

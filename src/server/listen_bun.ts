@@ -18,7 +18,7 @@ import type { Listen } from "./listener.ts";
 
 /** The part of a Bun TCP socket this adapter uses. */
 interface BunSocket extends BunSocketLike {
-  data: BunStreamState;
+  data: BunStreamState | undefined;
   readonly remoteAddress: string;
   readonly remotePort?: number;
   setNoDelay(noDelay: boolean): void;
@@ -35,6 +35,7 @@ interface BunNamespace {
     hostname: string;
     port: number;
     allowHalfOpen?: boolean;
+    tls?: { cert: string; key: string };
     socket: {
       open(socket: BunSocket): void;
       data(socket: BunSocket, chunk: Uint8Array): void;
@@ -46,23 +47,26 @@ interface BunNamespace {
   }): BunServer;
 }
 
-/** Listens with `Bun.listen`. */
+/** Listens with `Bun.listen` (with its `tls` settings when `options.tls` is given). */
 export const listenBun: Listen = (options, onConnection) => {
   const bun = (globalThis as unknown as { Bun: BunNamespace }).Bun;
   const server = bun.listen({
     hostname: options.hostname,
     port: options.port,
     allowHalfOpen: true,
+    ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
     socket: {
       open(socket) {
-        socket.data = newBunStreamState();
-        onConnection(bunConnection(socket));
+        const state = newBunStreamState();
+        socket.data = state;
+        onConnection(bunConnection(socket, state));
       },
-      data: (socket, chunk) => bunSocketEvents.data(socket.data, socket, chunk),
-      drain: (socket) => bunSocketEvents.drain(socket.data, socket),
-      end: (socket) => bunSocketEvents.end(socket.data),
-      close: (socket) => bunSocketEvents.close(socket.data),
-      error: (socket, error) => bunSocketEvents.error(socket.data, error),
+      // Before `open` (a TLS handshake that failed) a socket has no state yet.
+      data: (socket, chunk) => socket.data && bunSocketEvents.data(socket.data, socket, chunk),
+      drain: (socket) => socket.data && bunSocketEvents.drain(socket.data, socket),
+      end: (socket) => socket.data && bunSocketEvents.end(socket.data),
+      close: (socket) => socket.data && bunSocketEvents.close(socket.data),
+      error: (socket, error) => socket.data && bunSocketEvents.error(socket.data, error),
     },
   });
   return Promise.resolve({
@@ -72,10 +76,10 @@ export const listenBun: Listen = (options, onConnection) => {
   });
 };
 
-function bunConnection(socket: BunSocket): ServerConnection {
+function bunConnection(socket: BunSocket, state: BunStreamState): ServerConnection {
   socket.setNoDelay(true);
   return {
-    ...bunSocketStreams(socket, socket.data),
+    ...bunSocketStreams(socket, state),
     remoteAddress: typeof socket.remotePort === "number"
       ? `${socket.remoteAddress}:${socket.remotePort}`
       : socket.remoteAddress,

@@ -1,5 +1,5 @@
 /**
- * Listener adapter for `Deno.listen`.
+ * Listener adapter for `Deno.listen`, or `Deno.listenTls` for a TLS server.
  *
  * @module
  */
@@ -24,16 +24,22 @@ interface DenoListener extends AsyncIterable<DenoConn> {
 
 interface DenoNamespace {
   listen(options: { hostname: string; port: number; transport: "tcp" }): DenoListener;
+  listenTls(options: {
+    hostname: string;
+    port: number;
+    transport: "tcp";
+    cert: string;
+    key: string;
+  }): DenoListener;
 }
 
-/** Listens with `Deno.listen`. */
+/** Listens with `Deno.listen`, or `Deno.listenTls` when `options.tls` is given. */
 export const listenDeno: Listen = (options, onConnection) => {
   const deno = (globalThis as unknown as { Deno: DenoNamespace }).Deno;
-  const listener = deno.listen({
-    hostname: options.hostname,
-    port: options.port,
-    transport: "tcp",
-  });
+  const where = { hostname: options.hostname, port: options.port, transport: "tcp" } as const;
+  const listener = options.tls === undefined
+    ? deno.listen(where)
+    : deno.listenTls({ ...where, cert: options.tls.cert, key: options.tls.key });
   const accepting = (async () => {
     try {
       for await (const conn of listener) onConnection(denoConnection(conn));

@@ -1,22 +1,29 @@
 /**
- * Listener adapter for Node's `net` (also used wherever `node:net` exists
- * but neither Deno nor Bun does).
+ * Listener adapter for Node's `net`, or `tls` for a TLS server (also used
+ * wherever `node:net` exists but neither Deno nor Bun does).
  *
  * @module
  */
 
-import { createServer, type Socket } from "node:net";
+import { createServer, type Server, type Socket } from "node:net";
+import { createServer as createTlsServer } from "node:tls";
 import { nodeSocketStreams } from "../transport/node_streams.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { Listen, Listener } from "./listener.ts";
 
-/** Listens with `node:net`. */
+/** Listens with `node:net`, or `node:tls` when `options.tls` is given. */
 export const listenNode: Listen = (options, onConnection) =>
   new Promise<Listener>((resolve, reject) => {
-    const server = createServer(
-      { noDelay: true, allowHalfOpen: true },
-      (socket) => onConnection(nodeConnection(socket)),
-    );
+    const accept = (socket: Socket) => onConnection(nodeConnection(socket));
+    let server: Server;
+    if (options.tls === undefined) {
+      server = createServer({ noDelay: true, allowHalfOpen: true }, accept);
+    } else {
+      const { cert, key } = options.tls;
+      server = createTlsServer({ cert, key, allowHalfOpen: true }, accept)
+        // A client that fails the handshake is dropped; nothing to serve.
+        .on("tlsClientError", () => {});
+    }
     server.once("error", reject);
     server.listen({ port: options.port, host: options.hostname }, () => {
       server.off("error", reject);

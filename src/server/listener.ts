@@ -7,6 +7,22 @@
 import type { ServerConnection } from "./connection.ts";
 
 /**
+ * The server's certificate and private key, for TLS.
+ *
+ * @example
+ * ```ts
+ * declare const certPem: string, keyPem: string;
+ * const tls: ServerTlsOptions = { cert: certPem, key: keyPem };
+ * ```
+ */
+export interface ServerTlsOptions {
+  /** The certificate chain, PEM: the server's certificate first, then any intermediates. */
+  readonly cert: string;
+  /** The certificate's private key, PEM (unencrypted). */
+  readonly key: string;
+}
+
+/**
  * Where to listen.
  *
  * @example
@@ -19,6 +35,8 @@ export interface ListenOptions {
   readonly hostname: string;
   /** Port to bind; 0 picks a free one. */
   readonly port: number;
+  /** Accept TLS connections only, with this certificate; absent: plain TCP. */
+  readonly tls?: ServerTlsOptions;
 }
 
 /**

@@ -14,14 +14,14 @@
 
 import { serveConnection, type ServerConnection, type ServerEvent } from "./connection.ts";
 import { type Dialect, dialectReplies } from "./dialect.ts";
-import type { Listen } from "./listener.ts";
+import type { Listen, ServerTlsOptions } from "./listener.ts";
 import { runtimeListen } from "./runtime_listen.ts";
 import { LockTable } from "./lock_table.ts";
 import { DEFAULT_PORT } from "../protocol/limits.ts";
 
 export type { Dialect } from "./dialect.ts";
 export type { ServerConnection, ServerEvent } from "./connection.ts";
-export type { Listen, Listener, ListenOptions } from "./listener.ts";
+export type { Listen, Listener, ListenOptions, ServerTlsOptions } from "./listener.ts";
 
 /** The port eLock servers listen on by default: 11400. */
 export { DEFAULT_PORT };
@@ -65,6 +65,20 @@ export interface ServerOptions {
   verbose?: boolean;
   /** The listener to use; by default the one of the current runtime. */
   listen?: Listen;
+  /**
+   * Serve TLS only, with this certificate and key (PEM); default: plain TCP.
+   * Clients then connect with the `tls` option.
+   *
+   * @example
+   * ```ts ignore
+   * import { readFile } from "node:fs/promises";
+   *
+   * await startServer({
+   *   tls: { cert: await readFile("cert.pem", "utf8"), key: await readFile("key.pem", "utf8") },
+   * });
+   * ```
+   */
+  tls?: ServerTlsOptions;
 }
 
 /**
@@ -100,6 +114,7 @@ export interface ELockServer extends AsyncDisposable {
  * @returns the running server; close it with `close()` or `await using`
  * @throws {Error} when the address cannot be bound (e.g. `EADDRINUSE`)
  * @throws {RangeError} when an option is out of range
+ * @throws {TypeError} when `tls` is not PEM `cert` and `key` strings
  *
  * @example Start on a free port, talk to it, stop
  * ```ts
@@ -122,6 +137,15 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
   if (!Number.isInteger(maxLineLength) || maxLineLength < 16) {
     throw new RangeError(`Invalid maxLineLength: ${maxLineLength} (at least 16)`);
   }
+  const tls = options.tls;
+  if (
+    tls !== undefined &&
+    (typeof tls !== "object" || tls === null || typeof tls.cert !== "string" ||
+      typeof tls.key !== "string" || !tls.cert.includes("-----BEGIN") ||
+      !tls.key.includes("-----BEGIN"))
+  ) {
+    throw new TypeError("Invalid tls option: expected { cert, key } as PEM strings");
+  }
   const table = new LockTable({
     sequentialIds: options.sequentialIds ?? false,
     defaultReleaseTimeout: options.defaultReleaseTimeout ?? 30_000,
@@ -139,7 +163,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
   const open = new Map<ServerConnection, Promise<void>>();
   const listen = options.listen ?? await runtimeListen();
   const listener = await listen(
-    { hostname: options.hostname ?? "127.0.0.1", port },
+    { hostname: options.hostname ?? "127.0.0.1", port, ...(tls === undefined ? {} : { tls }) },
     (conn) => {
       open.set(conn, serveConnection(conn, context).finally(() => open.delete(conn)));
     },

@@ -1,17 +1,23 @@
 /**
- * Transport over Node's `net` module (also works on Deno and Bun through
- * their Node compatibility). `node:net` is loaded when the first connection
- * is made, not when this module is.
+ * Transport over Node's `net` module, or `tls` for TLS connections (also
+ * works on Deno and Bun through their Node compatibility). `node:net` and
+ * `node:tls` are loaded when the first connection is made, not when this
+ * module is.
  *
  * @module
  */
 
 import { type NodeSocketLike, nodeSocketStreams } from "./node_streams.ts";
-import { _raceAbort, type Transport, type TransportConnection } from "./transport.ts";
+import {
+  _raceAbort,
+  type TlsOptions,
+  type Transport,
+  type TransportConnection,
+} from "./transport.ts";
 
 /** The part of a Node `net.Socket` this adapter uses. */
 interface Socket extends NodeSocketLike {
-  once(event: "close" | "connect", listener: () => void): unknown;
+  once(event: "close" | "connect" | "secureConnect", listener: () => void): unknown;
   once(event: "error", listener: (error: Error) => void): unknown;
   off(event: "close" | "drain", listener: () => void): unknown;
   off(event: "error", listener: (error: Error) => void): unknown;
@@ -21,11 +27,28 @@ interface NodeNet {
   connect(options: { host: string; port: number; noDelay: boolean }): Socket;
 }
 
+interface TlsSocket extends Socket {
+  setNoDelay(noDelay: boolean): unknown;
+}
+
+interface NodeTls {
+  /** The roots Node trusts by default (Mozilla's), as PEM. */
+  readonly rootCertificates: readonly string[];
+  connect(options: {
+    host: string;
+    port: number;
+    servername?: string;
+    ca?: string[];
+  }): TlsSocket;
+}
+
 /** `node:net`, named through a variable so no type checker needs Node's types. */
 const NODE_NET = "node:net";
+const NODE_TLS = "node:tls";
 
 /**
- * A {@linkcode Transport} over Node's `net.connect`, with TCP no-delay on.
+ * A {@linkcode Transport} over Node's `net.connect`, or `tls.connect` when
+ * the `tls` option is given, with TCP no-delay on.
  *
  * @returns the transport
  *
@@ -36,17 +59,34 @@ const NODE_NET = "node:net";
  * const client = await ELockClient.connect({ port: 11400, transport: nodeTransport() });
  * await client.close();
  * ```
+ *
+ * @example Over TLS, trusting a private CA
+ * ```ts ignore
+ * import { readFile } from "node:fs/promises";
+ * import { ELockClient, nodeTransport } from "@x/elock";
+ *
+ * const client = await ELockClient.connect({
+ *   host: "elock.internal",
+ *   transport: nodeTransport(),
+ *   tls: { caCerts: [await readFile("ca.pem", "utf8")] },
+ * });
+ * ```
  */
 export function nodeTransport(): Transport {
   return {
-    async connect({ host, port, signal }) {
-      const net = (await import(NODE_NET)) as NodeNet;
+    async connect({ host, port, signal, tls }) {
+      const connect = tls === undefined
+        ? await plainConnect(host, port)
+        : await tlsConnect(host, port, tls);
       const open = () =>
         new Promise<Socket>((resolve, reject) => {
-          const socket = net.connect({ host, port, noDelay: true });
-          const onError = (error: Error) => reject(error);
+          const { socket, ready } = connect();
+          const onError = (error: Error) => {
+            socket.destroy();
+            reject(error);
+          };
           socket.once("error", onError);
-          socket.once("connect", () => {
+          socket.once(ready, () => {
             socket.off("error", onError);
             resolve(socket);
           });
@@ -57,6 +97,29 @@ export function nodeTransport(): Transport {
       );
       return nodeConnection(socket.s);
     },
+  };
+}
+
+type Connect = () => { socket: Socket; ready: "connect" | "secureConnect" };
+
+async function plainConnect(host: string, port: number): Promise<Connect> {
+  const net = (await import(NODE_NET)) as NodeNet;
+  return () => ({ socket: net.connect({ host, port, noDelay: true }), ready: "connect" });
+}
+
+async function tlsConnect(host: string, port: number, options: TlsOptions): Promise<Connect> {
+  const tls = (await import(NODE_TLS)) as NodeTls;
+  const { caCerts, serverName } = options;
+  return () => {
+    const socket = tls.connect({
+      host,
+      port,
+      ...(serverName === undefined ? {} : { servername: serverName }),
+      // Node's `ca` replaces the default roots: keep them, as the other runtimes do.
+      ...(caCerts === undefined ? {} : { ca: [...tls.rootCertificates, ...caCerts] }),
+    });
+    socket.setNoDelay(true);
+    return { socket, ready: "secureConnect" };
   };
 }
 

@@ -7,11 +7,38 @@
  */
 
 /**
+ * How to check the server's certificate on a TLS connection. Every field is
+ * optional: `{}` verifies the server against the runtime's default roots and
+ * the host name connected to.
+ *
+ * @example Trust a private CA, and check the certificate names `elock.internal`
+ * ```ts
+ * declare const caPem: string; // "-----BEGIN CERTIFICATE-----\n..."
+ * const tls: TlsOptions = { caCerts: [caPem], serverName: "elock.internal" };
+ * ```
+ */
+export interface TlsOptions {
+  /**
+   * PEM certificates of CAs to trust in addition to the runtime's default
+   * roots (e.g. a private CA). Not supported by {@linkcode socketTransport}:
+   * Workers trust the public roots only.
+   */
+  caCerts?: string[];
+  /**
+   * The name the server's certificate must carry, also sent as SNI. Default:
+   * the host connected to (an IP address is checked against the certificate's
+   * IP addresses). Not supported by {@linkcode socketTransport}.
+   */
+  serverName?: string;
+}
+
+/**
  * Where to connect, given to {@linkcode Transport.connect}.
  *
  * @example
  * ```ts
  * const options: TransportConnectOptions = { host: "127.0.0.1", port: 11400 };
+ * const secure: TransportConnectOptions = { host: "elock.example", port: 11400, tls: {} };
  * ```
  */
 export interface TransportConnectOptions {
@@ -21,6 +48,12 @@ export interface TransportConnectOptions {
   port: number;
   /** Gives up connecting when aborted: the promise rejects with the signal's reason. */
   signal?: AbortSignal;
+  /**
+   * Speak TLS, checking the server's certificate as given; absent: plain TCP.
+   * The promise resolves once the TLS handshake is done, so a certificate
+   * that fails the check rejects it.
+   */
+  tls?: TlsOptions;
 }
 
 /**
@@ -74,6 +107,29 @@ export interface Transport {
    *   or the signal's reason
    */
   connect(options: TransportConnectOptions): Promise<TransportConnection>;
+}
+
+/**
+ * Checks the fields of a {@linkcode TlsOptions}. @internal
+ *
+ * @throws {TypeError} `caCerts` is not an array of PEM strings, or
+ *   `serverName` is not a non-empty string
+ */
+export function _checkTlsOptions(tls: TlsOptions): void {
+  if (typeof tls !== "object" || tls === null) {
+    throw new TypeError(`Invalid tls option: ${String(tls)} (expected true, false or an object)`);
+  }
+  const { caCerts, serverName } = tls;
+  if (
+    caCerts !== undefined &&
+    (!Array.isArray(caCerts) ||
+      !caCerts.every((c) => typeof c === "string" && c.includes("-----BEGIN")))
+  ) {
+    throw new TypeError("Invalid tls.caCerts: expected an array of PEM certificate strings");
+  }
+  if (serverName !== undefined && (typeof serverName !== "string" || serverName === "")) {
+    throw new TypeError(`Invalid tls.serverName: ${String(serverName)}`);
+  }
 }
 
 /**

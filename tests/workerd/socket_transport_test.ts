@@ -16,24 +16,12 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
-import { dirname, join, relative, resolve, sep } from "node:path";
-import { fileURLToPath } from "node:url";
-import { Miniflare } from "miniflare";
+import { join, relative, sep } from "node:path";
 import { ELockClient } from "../../mod.ts";
 import { type Dialect, startServer } from "../../src/server/mod.ts";
+import { BUILD_ROOT, libraryModules, withWorker } from "./harness.ts";
 
 const DIALECTS: readonly Dialect[] = ["original", "extended"];
-
-/** A date at which `connect()` of `cloudflare:sockets` works in this workerd. */
-const COMPATIBILITY_DATE = "2026-04-01";
-
-/** The tsc output root: this file runs as `<root>/tests/workerd/socket_transport_test.js`. */
-const BUILD_ROOT = fileURLToPath(new URL("../../", import.meta.url));
-
-/** The Worker's module path, inside the build root so `../../mod.js` resolves. */
-const WORKER_PATH = join(BUILD_ROOT, "tests", "workerd", "worker.js");
 
 /**
  * The Worker. `GET /?port=N&scenario=session` runs the client calls against
@@ -156,60 +144,6 @@ function rejected(outcome: Outcome<unknown>, what: string): string {
   return rejection(outcome, what).error;
 }
 
-/** A relative specifier in `... from "./x.js"`, `import "./x.js"` or `import("./x.js")`. */
-const RELATIVE_SPECIFIER = /(?:\bfrom\s*|\bimport\s*\(\s*|^\s*import\s*)"(\.{1,2}\/[^"]+)"/gm;
-
-/** Comment lines of tsc's output (JSDoc examples hold `import` lines too). */
-const COMMENT_LINE = /^\s*(?:\/\/|\/\*|\*).*$/gm;
-
-/**
- * The library's modules a Worker loads through `mod.js`: every relative
- * `import`/`export ... from` and `import("...")` of the compiled files,
- * followed from `mod.js`, with their paths.
- */
-async function libraryModules(): Promise<string[]> {
-  const entry = join(BUILD_ROOT, "mod.js");
-  if (!existsSync(entry)) {
-    throw new Error(`${entry} is missing: run this file from tsc's output (deno task test)`);
-  }
-  const found = new Set<string>([entry]);
-  const queue = [entry];
-  for (let file = queue.shift(); file !== undefined; file = queue.shift()) {
-    const code = (await readFile(file, "utf8")).replace(COMMENT_LINE, "");
-    for (const match of code.matchAll(RELATIVE_SPECIFIER)) {
-      const target = resolve(dirname(file), match[1]!);
-      if (!found.has(target)) {
-        found.add(target);
-        queue.push(target);
-      }
-    }
-  }
-  return [...found];
-}
-
-/** Starts Miniflare with the Worker, runs `fn`, and disposes it. */
-async function withWorker(fn: (get: (query: string) => Promise<unknown>) => Promise<void>) {
-  const modules = await libraryModules();
-  const mf = new Miniflare({
-    modules: [
-      { type: "ESModule", path: WORKER_PATH, contents: WORKER_SOURCE },
-      ...modules.map((path) => ({ type: "ESModule" as const, path })),
-    ],
-    modulesRoot: BUILD_ROOT,
-    compatibilityDate: COMPATIBILITY_DATE,
-  });
-  try {
-    await fn(async (query) => {
-      const response = await mf.dispatchFetch(`http://worker.test/?${query}`);
-      const body = await response.text();
-      assert.equal(response.status, 200, `the Worker answered ${response.status}: ${body}`);
-      return JSON.parse(body);
-    });
-  } finally {
-    await mf.dispose();
-  }
-}
-
 test("the Worker loads the library's compiled modules, and not the server or CLI", async () => {
   const names = (await libraryModules()).map((path) => relative(BUILD_ROOT, path)).sort();
   assert.ok(names.includes("mod.js"));
@@ -225,7 +159,7 @@ for (const dialect of DIALECTS) {
   test(`[${dialect}] ELockClient with socketTransport(connect) works inside workerd`, async () => {
     await using server = await startServer({ port: 0, dialect });
     let report: SessionReport | undefined;
-    await withWorker(async (get) => {
+    await withWorker(WORKER_SOURCE, async (get) => {
       report = await get(`port=${server.port}&scenario=session`) as SessionReport;
     });
     assert.ok(report !== undefined);
@@ -284,7 +218,7 @@ test("connecting from the Worker to a closed port rejects with ConnectionClosedE
   const server = await startServer({ port: 0 });
   const port = server.port;
   await server.close();
-  await withWorker(async (get) => {
+  await withWorker(WORKER_SOURCE, async (get) => {
     const outcome = await get(`port=${port}&scenario=connect`) as Outcome<string>;
     const error = rejection(outcome, "ELockClient.connect() to a closed port");
     assert.equal(error.error, "ConnectionClosedError", error.message);
@@ -296,7 +230,7 @@ test("connecting from the Worker to a closed port rejects with ConnectionClosedE
 
 test("inside the Worker there is no default transport: connect() without one rejects", async () => {
   await using server = await startServer({ port: 0 });
-  await withWorker(async (get) => {
+  await withWorker(WORKER_SOURCE, async (get) => {
     const outcome = await get(`port=${server.port}&scenario=default-transport`) as Outcome<never>;
     assert.equal(rejected(outcome, "ELockClient.connect() without a transport"), "TypeError");
   });
