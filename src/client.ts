@@ -530,7 +530,9 @@ export class ELockClient extends EventTarget {
 
   /**
    * Releases every lock of the session (`unlock_all`) and closes: what
-   * `await using client = ...` does at the end of its scope.
+   * `await using client = ...` does at the end of its scope. While the
+   * client is reconnecting it only closes (the server then releases the
+   * locks when the session's release timeout ends).
    *
    * @example
    * ```ts ignore
@@ -542,7 +544,8 @@ export class ELockClient extends EventTarget {
    */
   async [Symbol.asyncDispose](): Promise<void> {
     try {
-      if (!this.closed) await this.unlockAll();
+      // While reconnecting, no wait: the server releases the locks after the release timeout.
+      if (!this.closed && !this.reconnecting) await this.unlockAll();
     } finally {
       await this.close();
     }

@@ -154,6 +154,8 @@ for (const keyEncoding of ["raw", "sha1"] as KeyEncoding[]) {
     async () => {
       await using recorder = await startRecorder();
       await using client = await ELockClient.connect({ port: recorder.port, keyEncoding });
+      // connect() asks the session id (for reconnecting) and nothing else.
+      assert.deepEqual(recorder.lines.splice(0).map(words), [["conn_id"]]);
       const wire = (text: string) => keyEncoding === "raw" ? text : sha1Hex(text);
       let marker = 0;
       /** The lines written since the last call, ended by a marker command. */

@@ -9,12 +9,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  ConnectionClosedError,
-  type ELockClientEvent,
-  ProtocolError,
-  UnexpectedResponseError,
-} from "../mod.ts";
+import { ConnectionClosedError, ProtocolError, UnexpectedResponseError } from "../mod.ts";
 import { ELockClient } from "../mod.ts";
 import { startScriptedServer } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
