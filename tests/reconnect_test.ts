@@ -2,12 +2,12 @@
  * Reconnect and session resume over real broken connections: a fault
  * proxy (tests/support/proxy.ts) between the client and the bundled server
  * drops, resets, stalls and cuts connections in the middle of a reply; the
- * server is also restarted. In both dialects.
+ * server is also restarted. In both dialects. On Deno the tests run with the
+ * op and resource sanitizers on: nothing may be left open.
  *
  * @module
  */
 
-import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   ConnectionClosedError,
@@ -19,6 +19,7 @@ import {
 import { startServer } from "../src/server/mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { type Proxy, startProxy } from "./support/proxy.ts";
+import { leakCheckedTest } from "./support/leak_checked.ts";
 import { until } from "./support/wait.ts";
 
 /** Records the client's events, in order. */
@@ -49,148 +50,166 @@ const FAULTS: [string, (proxy: Proxy) => void][] = [
 
 for (const dialect of DIALECTS) {
   for (const [name, fault] of FAULTS) {
-    test(`[${dialect}] a connection ${name} while holding three locks: resumed, still held, unlocked normally`, async () => {
-      await withServer(dialect, async ({ connect, port }) => {
-        await using proxy = await startProxy(port);
-        const a = await connect({ port: proxy.port, releaseTimeout: 60_000 });
-        const events = record(a);
-        const id = await a.sessionId();
-        const locks = await Promise.all(["k1", "k2", "k3"].map((key) => a.acquire(key)));
-        fault(proxy);
-        await until(happened(events, "resume"), "the session resumed");
-        assert.deepEqual(
-          events.map((e) => e.type),
-          ["disconnect", "reconnect", "connect", "resume"],
-        );
-        assert.ok(events[0]!.error instanceof ConnectionClosedError);
-        assert.equal(events[3]!.sessionId, id);
-        assert.equal(proxy.sent[1], `conn_id ${id}\nset_timeout 60000\nconn_id\n`);
-        assert.equal(a.reconnecting, false);
-        const b = await connect();
-        for (const key of ["k1", "k2", "k3"]) assert.equal(await b.lock(key), false, key);
-        for (const lock of locks) {
-          assert.equal(lock.lost, false);
-          assert.equal(await lock.release(), true);
-        }
-        for (const key of ["k1", "k2", "k3"]) assert.equal(await b.lock(key), true, key);
-        assert.equal(await a.sessionId(), id);
-      });
-    });
+    leakCheckedTest(
+      `[${dialect}] a connection ${name} while holding three locks: resumed, still held, unlocked normally`,
+      async () => {
+        await withServer(dialect, async ({ connect, port }) => {
+          await using proxy = await startProxy(port);
+          const a = await connect({ port: proxy.port, releaseTimeout: 60_000 });
+          const events = record(a);
+          const id = await a.sessionId();
+          const locks = await Promise.all(["k1", "k2", "k3"].map((key) => a.acquire(key)));
+          fault(proxy);
+          await until(happened(events, "resume"), "the session resumed");
+          assert.deepEqual(
+            events.map((e) => e.type),
+            ["disconnect", "reconnect", "connect", "resume"],
+          );
+          assert.ok(events[0]!.error instanceof ConnectionClosedError);
+          assert.equal(events[3]!.sessionId, id);
+          assert.equal(proxy.sent[1], `conn_id ${id}\nset_timeout 60000\nconn_id\n`);
+          assert.equal(a.reconnecting, false);
+          const b = await connect();
+          for (const key of ["k1", "k2", "k3"]) assert.equal(await b.lock(key), false, key);
+          for (const lock of locks) {
+            assert.equal(lock.lost, false);
+            assert.equal(await lock.release(), true);
+          }
+          for (const key of ["k1", "k2", "k3"]) assert.equal(await b.lock(key), true, key);
+          assert.equal(await a.sessionId(), id);
+        });
+      },
+    );
   }
 
-  test(`[${dialect}] calls in flight and queued across a drop run after the resume`, async () => {
-    await withServer(dialect, async ({ connect, port, waits }) => {
-      const b = await connect();
-      await b.lock("w");
-      await using proxy = await startProxy(port);
-      const a = await connect({ port: proxy.port });
-      const events = record(a);
-      const waiting = a.lock("w", { timeout: 30_000 });
-      const queued = [a.lock("x"), a.stats(), a.unlock("x")];
-      await waits("w");
-      proxy.cut();
-      await until(happened(events, "resume"), "the session resumed");
-      await waits("w", 2); // the lock was sent again
-      await b.unlock("w");
-      assert.equal(await waiting, true);
-      const [locked, stats, unlocked] = await Promise.all(queued);
-      assert.equal(locked, true);
-      assert.equal((stats as { locks: number }).locks, 2);
-      assert.equal(unlocked, true);
-      assert.equal(await b.lock("w"), false, "a holds w");
-    });
-  });
-
-  test(`[${dialect}] a reply cut in the middle of its line: the call is sent again and answered`, async () => {
-    await withServer(dialect, async ({ connect, port }) => {
-      await using proxy = await startProxy(port);
-      const a = await connect({ port: proxy.port });
-      const events = record(a);
-      proxy.cutMidReply();
-      assert.equal(await a.lock("k"), true, "granted, reply cut, asked again: re-entrant");
-      assert.ok(events.some((e) => e.type === "resume"));
-      proxy.cutMidReply();
-      assert.equal(await a.unlock("k"), true, "released, reply cut, asked again");
-      const b = await connect();
-      assert.equal(await b.lock("k"), true);
-    });
-  });
-
-  test(`[${dialect}] a stall past the command timeout: the call fails, the session resumes, a lock granted meanwhile is released`, async () => {
-    await withServer(dialect, async ({ connect, port }) => {
-      await using proxy = await startProxy(port);
-      const a = await connect({ port: proxy.port, commandTimeout: 500 });
-      const events = record(a);
-      assert.equal(await a.lock("held"), true);
-      proxy.stall();
-      const stalled = a.lock("granted-unseen");
-      await assert.rejects(stalled, /no reply within 500 ms/);
-      await until(happened(events, "resume"), "the session resumed");
-      // The unseen grant of "granted-unseen" was released after the resume.
-      const b = await connect();
-      await until(async () => await b.lock("granted-unseen"), "granted-unseen released");
-      assert.equal(await b.lock("held"), false, "the lock held before the stall still is");
-      assert.equal(await a.unlock("held"), true);
-    });
-  });
-
-  test(`[${dialect}] the server restarted: sessionlost fires, handles report it, the client carries on`, async () => {
-    const first = await startServer({ port: 0, dialect });
-    const serverPort = first.port;
-    let second: Awaited<ReturnType<typeof startServer>> | null = null;
-    await using proxy = await startProxy(serverPort);
-    const { ELockClient } = await import("../mod.ts");
-    const a = await ELockClient.connect({ port: proxy.port, releaseTimeout: 1000 });
-    try {
-      const events = record(a);
-      const lock = await a.acquire("k");
-      assert.equal(await a.lock("plain"), true);
-      await first.close();
-      second = await startServer({ port: serverPort, dialect });
-      await until(happened(events, "sessionlost"), "sessionlost", 15_000);
-      const lost = events.find((e) => e.type === "sessionlost")!;
-      assert.ok(lost.error instanceof SessionLostError);
-      assert.deepEqual([...lost.keys!].sort(), ["k", "plain"]);
-      assert.equal(lock.lost, true);
-      assert.equal(lock.signal.aborted, true);
-      assert.ok(lock.signal.reason instanceof SessionLostError);
-      assert.ok(!events.some((e) => e.type === "resume"));
-      // A new session: the old locks are not held, new calls work.
-      await until(() => !a.reconnecting, "reconnected");
-      assert.equal(await a.lock("k"), true);
-      // (Refused attempts may leave empty sessions waiting out their release timeout.)
-      assert.equal((await a.stats()).locks, 1);
-    } finally {
-      await a.close();
-      await second?.close();
-      await first.close();
-    }
-  });
-
-  test(`[${dialect}] a server gone for good: the session is lost, then the client gives up and closes`, async () => {
-    await withServer(dialect, async ({ connect, port }) => {
-      const proxy = await startProxy(port);
-      const a = await connect({ port: proxy.port, releaseTimeout: 300, commandTimeout: 600 });
-      const events = record(a);
-      const lock = await a.acquire("k");
-      await proxy.close(); // cuts the connection and refuses new ones
-      const pending = assert.rejects(a.stats(), (error: unknown) => {
-        assert.ok(error instanceof ConnectionClosedError);
-        assert.match(error.message, /cannot reconnect/);
-        return true;
+  leakCheckedTest(
+    `[${dialect}] calls in flight and queued across a drop run after the resume`,
+    async () => {
+      await withServer(dialect, async ({ connect, port, waits }) => {
+        const b = await connect();
+        await b.lock("w");
+        await using proxy = await startProxy(port);
+        const a = await connect({ port: proxy.port });
+        const events = record(a);
+        const waiting = a.lock("w", { timeout: 30_000 });
+        const queued = [a.lock("x"), a.stats(), a.unlock("x")];
+        await waits("w");
+        proxy.cut();
+        await until(happened(events, "resume"), "the session resumed");
+        await waits("w", 2); // the lock was sent again
+        await b.unlock("w");
+        assert.equal(await waiting, true);
+        const [locked, stats, unlocked] = await Promise.all(queued);
+        assert.equal(locked, true);
+        assert.equal((stats as { locks: number }).locks, 2);
+        assert.equal(unlocked, true);
+        assert.equal(await b.lock("w"), false, "a holds w");
       });
-      await pending;
-      assert.equal(a.closed, true);
-      assert.equal(lock.lost, true);
-      const types = new Set(events.map((e) => e.type));
-      for (const type of ["disconnect", "reconnect", "sessionlost", "error"] as const) {
-        assert.ok(types.has(type), type);
-      }
-      assert.ok(!types.has("resume"));
-    });
-  });
+    },
+  );
 
-  test(`[${dialect}] close() while reconnecting stops it; calls reject`, async () => {
+  leakCheckedTest(
+    `[${dialect}] a reply cut in the middle of its line: the call is sent again and answered`,
+    async () => {
+      await withServer(dialect, async ({ connect, port }) => {
+        await using proxy = await startProxy(port);
+        const a = await connect({ port: proxy.port });
+        const events = record(a);
+        proxy.cutMidReply();
+        assert.equal(await a.lock("k"), true, "granted, reply cut, asked again: re-entrant");
+        assert.ok(events.some((e) => e.type === "resume"));
+        proxy.cutMidReply();
+        assert.equal(await a.unlock("k"), true, "released, reply cut, asked again");
+        const b = await connect();
+        assert.equal(await b.lock("k"), true);
+      });
+    },
+  );
+
+  leakCheckedTest(
+    `[${dialect}] a stall past the command timeout: the call fails, the session resumes, a lock granted meanwhile is released`,
+    async () => {
+      await withServer(dialect, async ({ connect, port }) => {
+        await using proxy = await startProxy(port);
+        const a = await connect({ port: proxy.port, commandTimeout: 500 });
+        const events = record(a);
+        assert.equal(await a.lock("held"), true);
+        proxy.stall();
+        const stalled = a.lock("granted-unseen");
+        await assert.rejects(stalled, /no reply within 500 ms/);
+        await until(happened(events, "resume"), "the session resumed");
+        // The unseen grant of "granted-unseen" was released after the resume.
+        const b = await connect();
+        await until(async () => await b.lock("granted-unseen"), "granted-unseen released");
+        assert.equal(await b.lock("held"), false, "the lock held before the stall still is");
+        assert.equal(await a.unlock("held"), true);
+      });
+    },
+  );
+
+  leakCheckedTest(
+    `[${dialect}] the server restarted: sessionlost fires, handles report it, the client carries on`,
+    async () => {
+      const first = await startServer({ port: 0, dialect });
+      const serverPort = first.port;
+      let second: Awaited<ReturnType<typeof startServer>> | null = null;
+      await using proxy = await startProxy(serverPort);
+      const { ELockClient } = await import("../mod.ts");
+      const a = await ELockClient.connect({ port: proxy.port, releaseTimeout: 1000 });
+      try {
+        const events = record(a);
+        const lock = await a.acquire("k");
+        assert.equal(await a.lock("plain"), true);
+        await first.close();
+        second = await startServer({ port: serverPort, dialect });
+        await until(happened(events, "sessionlost"), "sessionlost", 15_000);
+        const lost = events.find((e) => e.type === "sessionlost")!;
+        assert.ok(lost.error instanceof SessionLostError);
+        assert.deepEqual([...lost.keys!].sort(), ["k", "plain"]);
+        assert.equal(lock.lost, true);
+        assert.equal(lock.signal.aborted, true);
+        assert.ok(lock.signal.reason instanceof SessionLostError);
+        assert.ok(!events.some((e) => e.type === "resume"));
+        // A new session: the old locks are not held, new calls work.
+        await until(() => !a.reconnecting, "reconnected");
+        assert.equal(await a.lock("k"), true);
+        // (Refused attempts may leave empty sessions waiting out their release timeout.)
+        assert.equal((await a.stats()).locks, 1);
+      } finally {
+        await a.close();
+        await second?.close();
+        await first.close();
+      }
+    },
+  );
+
+  leakCheckedTest(
+    `[${dialect}] a server gone for good: the session is lost, then the client gives up and closes`,
+    async () => {
+      await withServer(dialect, async ({ connect, port }) => {
+        const proxy = await startProxy(port);
+        const a = await connect({ port: proxy.port, releaseTimeout: 300, commandTimeout: 600 });
+        const events = record(a);
+        const lock = await a.acquire("k");
+        await proxy.close(); // cuts the connection and refuses new ones
+        const pending = assert.rejects(a.stats(), (error: unknown) => {
+          assert.ok(error instanceof ConnectionClosedError);
+          assert.match(error.message, /cannot reconnect/);
+          return true;
+        });
+        await pending;
+        assert.equal(a.closed, true);
+        assert.equal(lock.lost, true);
+        const types = new Set(events.map((e) => e.type));
+        for (const type of ["disconnect", "reconnect", "sessionlost", "error"] as const) {
+          assert.ok(types.has(type), type);
+        }
+        assert.ok(!types.has("resume"));
+      });
+    },
+  );
+
+  leakCheckedTest(`[${dialect}] close() while reconnecting stops it; calls reject`, async () => {
     await withServer(dialect, async ({ connect, port }) => {
       const proxy = await startProxy(port);
       const a = await connect({ port: proxy.port, releaseTimeout: 60_000 });
@@ -205,35 +224,41 @@ for (const dialect of DIALECTS) {
     });
   });
 
-  test(`[${dialect}] with releaseTimeout 0 there is no reconnect by default`, async () => {
-    await withServer(dialect, async ({ connect, port }) => {
-      await using proxy = await startProxy(port);
-      const a = await connect({ port: proxy.port, releaseTimeout: 0 });
-      assert.equal(proxy.sent[0], "set_timeout 0\n", "no conn_id: nothing to resume");
-      const pending = assert.rejects(a.lock("k", { timeout: 5000 }), ConnectionClosedError);
-      proxy.stall();
-      await until(() => proxy.sent[0]!.includes("lock k"), "lock sent");
-      proxy.cut();
-      await pending;
-      assert.equal(a.closed, true);
-    });
-  });
+  leakCheckedTest(
+    `[${dialect}] with releaseTimeout 0 there is no reconnect by default`,
+    async () => {
+      await withServer(dialect, async ({ connect, port }) => {
+        await using proxy = await startProxy(port);
+        const a = await connect({ port: proxy.port, releaseTimeout: 0 });
+        assert.equal(proxy.sent[0], "set_timeout 0\n", "no conn_id: nothing to resume");
+        const pending = assert.rejects(a.lock("k", { timeout: 5000 }), ConnectionClosedError);
+        proxy.stall();
+        await until(() => proxy.sent[0]!.includes("lock k"), "lock sent");
+        proxy.cut();
+        await pending;
+        assert.equal(a.closed, true);
+      });
+    },
+  );
 
-  test(`[${dialect}] delays in both directions change nothing but the pace`, async () => {
-    await withServer(dialect, async ({ connect, port }) => {
-      await using proxy = await startProxy(port);
-      proxy.delay({ toServer: 20, toClient: 30 });
-      const a = await connect({ port: proxy.port });
-      const b = await connect();
-      const results = await Promise.all([a.lock("k"), a.lock("j"), a.unlock("j"), a.stats()]);
-      assert.deepEqual(results.slice(0, 3), [true, true, true]);
-      assert.equal(await b.lock("k"), false);
-      assert.equal(await b.lock("j"), true);
-    });
-  });
+  leakCheckedTest(
+    `[${dialect}] delays in both directions change nothing but the pace`,
+    async () => {
+      await withServer(dialect, async ({ connect, port }) => {
+        await using proxy = await startProxy(port);
+        proxy.delay({ toServer: 20, toClient: 30 });
+        const a = await connect({ port: proxy.port });
+        const b = await connect();
+        const results = await Promise.all([a.lock("k"), a.lock("j"), a.unlock("j"), a.stats()]);
+        assert.deepEqual(results.slice(0, 3), [true, true, true]);
+        assert.equal(await b.lock("k"), false);
+        assert.equal(await b.lock("j"), true);
+      });
+    },
+  );
 }
 
-test("reconnect options are checked", async () => {
+leakCheckedTest("reconnect options are checked", async () => {
   const { ELockClient } = await import("../mod.ts");
   await assert.rejects(
     ELockClient.connect({ reconnect: { initialDelay: -1 } }),
