@@ -14,13 +14,14 @@ export interface RunResult {
 export async function run(
   cmd: string,
   args: string[],
-  options: { env?: Record<string, string>; quiet?: boolean } = {},
+  options: { env?: Record<string, string>; quiet?: boolean; cwd?: string } = {},
 ): Promise<RunResult> {
   const child = new Deno.Command(cmd, {
     args,
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1", ...options.env },
+    ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
   }).spawn();
   const chunks: string[] = [];
   const pump = async (

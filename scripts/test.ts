@@ -2,18 +2,21 @@
  * `deno task test`: the gate (scripts/check.ts), then the whole test suite on
  * Deno, Bun and Node (the Node pass runs JavaScript compiled by tsc from the
  * same sources), then the workerd tests (tests/workerd/: the compiled client
- * inside workerd, through Miniflare, run by `node --test`). Ends with one
- * summary line over every runtime: `N passed, N failed`. Fails if any runtime
- * fails or runs zero tests.
+ * inside workerd, through Miniflare, run by `node --test`), then the package
+ * passes (scripts/package_pass.ts: the npm package built, packed, installed
+ * into a fresh project and tested there on Node 20, 22 and 24 and Bun). Ends
+ * with one summary line over every pass: `N passed, N failed`. Fails if any
+ * pass fails or runs zero tests.
  *
- * Flags: `--no-check` skips the gate; `--only=deno,bun,node,workerd` picks
- * runtimes.
+ * Flags: `--no-check` skips the gate; `--only=deno,bun,node,workerd,package`
+ * picks passes.
  *
  * @module
  */
 
 import { check } from "./check.ts";
 import { heading, run } from "./_run.ts";
+import { packagePasses } from "./package_pass.ts";
 
 interface Pass {
   readonly runtime: string;
@@ -155,6 +158,7 @@ if (wanted("deno")) passes.push(await denoPass());
 if (wanted("bun")) passes.push(await bunPass());
 if (wanted("node")) passes.push(await nodePass());
 if (wanted("workerd")) passes.push(await workerdPass());
+if (wanted("package")) passes.push(...await packagePasses());
 
 heading("Summary");
 for (const p of passes) {

@@ -4,12 +4,16 @@
  *
  * ```sh
  * elock server --port 11400 --dialect original   # run the bundled server
+ * elock stats                                    # the server's counters
+ * elock debug --dot | dot -Tsvg > waits.svg      # the wait-for graph
+ * elock lock nightly-report -- ./report.sh       # run a command under a lock
  * elock --help                                   # list the commands
  * ```
  *
  * Subcommands are entries of a table ({@linkcode Subcommand}), each with its
  * own argument parsing and help text. Exit codes: 0 on success, 1 when a
- * command fails, 2 on wrong usage.
+ * command fails, 2 on wrong usage; `elock lock` exits with its command's
+ * code and has codes of its own (`elock lock --help`).
  *
  * @module
  */
@@ -18,7 +22,10 @@ import { realpathSync } from "node:fs";
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseFlags, quote } from "./cli/flags.ts";
+import { debugCommand } from "./cli/debug_command.ts";
+import { lockCommand } from "./cli/lock_command.ts";
 import { serverCommand } from "./cli/server_command.ts";
+import { statsCommand } from "./cli/stats_command.ts";
 import { type RunCommand, type Subcommand, UsageError } from "./cli/subcommand.ts";
 
 /** Where {@linkcode main} writes, and when a running command must stop. */
@@ -51,7 +58,13 @@ const helpCommand: Subcommand = {
 };
 
 /** Every subcommand, in the order `elock --help` lists them. */
-const COMMANDS: readonly Subcommand[] = [serverCommand, helpCommand];
+const COMMANDS: readonly Subcommand[] = [
+  serverCommand,
+  statsCommand,
+  debugCommand,
+  lockCommand,
+  helpCommand,
+];
 
 function usage(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 3;

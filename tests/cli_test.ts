@@ -4,116 +4,15 @@
  */
 
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
-import process from "node:process";
 import { test } from "node:test";
-import { fileURLToPath } from "node:url";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ELockClient } from "../mod.ts";
 import { main } from "../src/cli.ts";
+import { Cli, SLOW } from "./support/cli_process.ts";
 import { LineClient } from "./support/line_client.ts";
 import { makeCertificates } from "./support/tls_cert.ts";
-
-const CLI = fileURLToPath(
-  new URL("../src/cli." + (import.meta.url.endsWith(".js") ? "js" : "ts"), import.meta.url),
-);
-/** Generous: a cold runtime start on a loaded CI machine can take seconds. */
-const WAIT_MS = 30_000;
-/** Bun's test runner stops a test after 5 s unless told otherwise. */
-const SLOW = { timeout: 4 * WAIT_MS };
-
-/** A running `elock` process, its output collected as it arrives. */
-class Cli {
-  readonly child: ChildProcess;
-  stdout = "";
-  stderr = "";
-  readonly exited: Promise<number | string>;
-  #closed = false;
-  #wake: Array<() => void> = [];
-
-  constructor(args: string[]) {
-    const command = "Deno" in globalThis
-      ? [process.execPath, "run", "-A", CLI, ...args]
-      : [process.execPath, CLI, ...args];
-    this.child = spawn(command[0]!, command.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
-    this.child.stdout!.setEncoding("utf8").on("data", (text: string) => {
-      this.stdout += text;
-      this.#notify();
-    });
-    this.child.stderr!.setEncoding("utf8").on("data", (text: string) => {
-      this.stderr += text;
-      this.#notify();
-    });
-    this.exited = new Promise((resolve, reject) => {
-      this.child.once("error", reject);
-      // "close" comes after the output streams have ended.
-      this.child.once("close", (code, signal) => {
-        this.#closed = true;
-        this.#notify();
-        resolve(code ?? signal ?? "unknown");
-      });
-    });
-  }
-
-  #notify(): void {
-    for (const wake of this.#wake.splice(0)) wake();
-  }
-
-  /** Waits for a whole line of standard error that matches `pattern`. */
-  async waitForStderr(pattern: RegExp): Promise<RegExpMatchArray> {
-    const deadline = Date.now() + WAIT_MS;
-    for (;;) {
-      const lines = this.stderr.split("\n").slice(0, -1);
-      const match = lines.map((line) => line.match(pattern)).find((m) => m);
-      if (match) return match;
-      if (this.#closed) {
-        throw new Error(`elock exited before printing ${pattern}; stderr:\n${this.stderr}`);
-      }
-      const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no ${pattern} within ${WAIT_MS} ms; stderr:\n${this.stderr}`);
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left);
-        this.#wake.push(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
-    }
-  }
-
-  /**
-   * Sends `signal` to the process. Uses `process.kill`: Deno's
-   * `ChildProcess.kill` reports the signal as the way the child ended even
-   * when the child caught it and exited with a code.
-   */
-  signal(signal: "SIGINT" | "SIGTERM"): void {
-    process.kill(this.child.pid!, signal);
-  }
-
-  /** Waits for the process to end; its exit code (or signal name). */
-  async exit(): Promise<number | string> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`elock still running after ${WAIT_MS} ms`)),
-        WAIT_MS,
-      );
-    });
-    try {
-      return await Promise.race([this.exited, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  /** Kills the process if it is still running, and waits for it to end. */
-  async dispose(): Promise<void> {
-    if (!this.#closed) this.child.kill("SIGKILL");
-    await this.exited.catch(() => {});
-  }
-}
 
 /** Starts `elock server ARGS` and resolves once it listens; returns the process and port. */
 async function startCliServer(args: string[]): Promise<{ cli: Cli; port: number }> {

@@ -1,0 +1,26 @@
+/**
+ * Deno: build a report under a lock, so that only one process at a time
+ * does it. `withLock()` takes the lock (waiting up to 5 s), runs the
+ * callback, and releases the lock however the callback ends.
+ *
+ * ```sh
+ * ELOCK_PORT=11400 deno run --allow-net --allow-env examples/deno.ts
+ * ```
+ *
+ * In your project, map `@x/elock` in deno.json (`"imports": { "@x/elock":
+ * "jsr:@x/elock@^0.1" }`) or import `jsr:@x/elock` directly.
+ *
+ * @module
+ */
+
+import { ELockClient } from "@x/elock";
+
+const host = Deno.env.get("ELOCK_HOST") ?? "127.0.0.1";
+const port = Number(Deno.env.get("ELOCK_PORT") ?? 11400);
+
+await using client = await ELockClient.connect({ host, port });
+const report = await client.withLock("nightly-report", (lock) => {
+  // ... only one process at a time gets here ...
+  return `report built under ${lock.key}`;
+}, { timeout: 5000 });
+console.log(report);

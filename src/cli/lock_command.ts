@@ -1,0 +1,222 @@
+/**
+ * `elock lock KEY -- COMMAND ARGS...`: runs a command while holding an eLock
+ * lock, like `flock` does with a file.
+ *
+ * @module
+ */
+
+import { spawn } from "node:child_process";
+import { constants } from "node:os";
+import process from "node:process";
+import { InvalidKeyError, UnexpectedResponseError, UnsupportedCommandError } from "../errors.ts";
+import { SHARED_VALUE } from "../lock_manager.ts";
+import { parseFlags, parseWholeNumber, quote } from "./flags.ts";
+import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
+import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";
+
+/**
+ * The exit codes of `elock lock` that are not the command's own.
+ *
+ * @example
+ * ```ts
+ * if (code === LOCK_EXIT_CODES.notObtained) console.log("someone else holds it");
+ * ```
+ */
+export const LOCK_EXIT_CODES = {
+  /** Wrong usage, or `--shared` on an original server: the command did not run. */
+  usage: 2,
+  /**
+   * The lock was not obtained within `--timeout`, or is held the other way
+   * (shared or exclusive) on an extended server (EX_TEMPFAIL): the command did
+   * not run.
+   */
+  notObtained: 75,
+  /** The server could not be reached, or failed, before the command ran (EX_UNAVAILABLE). */
+  unavailable: 69,
+  /** The command could not be run: not executable. */
+  cannotExecute: 126,
+  /** The command could not be run: not found. */
+  notFound: 127,
+} as const;
+
+const HELP = `Usage: elock lock KEY [options] -- COMMAND [ARGS...]
+
+Takes the eLock lock KEY, runs COMMAND with ARGS while holding it, and
+releases it when COMMAND ends, like flock(1). Standard input, output and error
+are COMMAND's. SIGINT and SIGTERM are passed on to COMMAND, and the lock is
+released once it has ended. If elock itself is killed, its connection closes
+and the server releases the lock at once (the session has no release timeout).
+
+Options:
+  --timeout MS           wait at most MS milliseconds for the lock; 0 tries
+                         once (default: wait until it is granted)
+  --shared               take a shared lock: holders of --shared share it, an
+                         exclusive holder excludes them (the value lock
+                         "${SHARED_VALUE}" of an extended server: the same as
+                         client.locks.request(KEY, { mode: "shared" }));
+                         an original server has no shared locks: exit 2.
+                         Without it the lock is the plain exclusive one of
+                         client.lock(KEY). An extended server holds a key
+                         either exclusively or shared: asking for it the
+                         other way is refused at once (exit ${LOCK_EXIT_CODES.notObtained})
+${ADDRESS_HELP}
+  -h, --help             show this help
+
+Exit codes:
+  COMMAND's own          COMMAND ran (128+N when it was killed by signal N)
+  ${LOCK_EXIT_CODES.notObtained}                     the lock was not obtained within --timeout (or is
+                         held the other way); COMMAND did not run
+  ${LOCK_EXIT_CODES.unavailable}                     the server could not be reached or failed; COMMAND did not run
+  ${LOCK_EXIT_CODES.cannotExecute}, ${LOCK_EXIT_CODES.notFound}               COMMAND could not be run: not executable, not found
+  2                      wrong usage, or --shared on an original server
+  130, 143               SIGINT or SIGTERM came while waiting for the lock
+`;
+
+const FLAGS = {
+  ...ADDRESS_FLAGS,
+  timeout: { type: "string" },
+  shared: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+/** What `elock lock` was asked to do. */
+interface LockRequest {
+  readonly key: string;
+  readonly timeout: number;
+  readonly shared: boolean;
+  readonly command: string;
+  readonly args: readonly string[];
+}
+
+/** The `lock` entry of the CLI's table of subcommands. */
+export const lockCommand: Subcommand = {
+  name: "lock",
+  summary: "run a command while holding a lock (like flock)",
+  help: HELP,
+  parse(args) {
+    const split = args.indexOf("--");
+    const own = split === -1 ? args : args.slice(0, split);
+    const { values, positionals } = parseFlags(own, FLAGS);
+    if (values.help) return "help";
+    const [key, extra] = positionals;
+    if (key === undefined) throw new UsageError("missing KEY");
+    if (extra !== undefined) {
+      throw new UsageError(`unexpected argument ${quote(extra)} (put -- before the command)`);
+    }
+    const [command, ...commandArgs] = split === -1 ? [] : args.slice(split + 1);
+    if (command === undefined) throw new UsageError("missing -- COMMAND");
+    let timeout = Infinity;
+    if (values.timeout !== undefined) {
+      const ms = parseWholeNumber(values.timeout, 0, Number.MAX_SAFE_INTEGER);
+      if (ms === null) {
+        throw new UsageError(
+          `invalid --timeout ${quote(values.timeout)} (expected a whole number of ms)`,
+        );
+      }
+      timeout = ms;
+    }
+    const address = serverAddress(values);
+    const request = { key, timeout, shared: values.shared ?? false, command, args: commandArgs };
+    return (io) => runLocked(request, address, io);
+  },
+};
+
+/** The exit code of a process killed by `signal`: 128 + its number. */
+function signalExitCode(signal: string): number {
+  const number = (constants.signals as Record<string, number | undefined>)[signal];
+  return 128 + (number ?? 0);
+}
+
+async function runLocked(
+  request: LockRequest,
+  address: { host: string; port: number },
+  io: CliIo,
+): Promise<number> {
+  const say = (text: string) => io.stderr(`elock lock: ${text}\n`);
+  const stopped = () =>
+    typeof io.signal.reason === "string" ? signalExitCode(io.signal.reason) : 130;
+  let client;
+  let granted: boolean;
+  try {
+    client = await connectTo(address, io.signal);
+  } catch (error) {
+    if (io.signal.aborted) return stopped();
+    say(error instanceof Error ? error.message : String(error));
+    return LOCK_EXIT_CODES.unavailable;
+  }
+  try {
+    const options = { timeout: request.timeout, signal: io.signal };
+    granted = request.shared
+      ? await client.lockValue(request.key, SHARED_VALUE, options)
+      : await client.lock(request.key, options);
+  } catch (error) {
+    await client.close();
+    if (io.signal.aborted) return stopped();
+    if (error instanceof UnsupportedCommandError) {
+      say(
+        `--shared needs an extended eLock server; ${address.host}:${address.port} ` +
+          `has no shared locks (${error.command}: ${error.reply})`,
+      );
+      return LOCK_EXIT_CODES.usage;
+    }
+    if (error instanceof UnexpectedResponseError && error.reply.startsWith("500")) {
+      // Extended servers: a key is locked exclusively or with values, never both.
+      say(
+        `${quote(request.key)} is held ${request.shared ? "exclusively" : "shared"} ` +
+          `(the server refused at once: ${error.reply})`,
+      );
+      return LOCK_EXIT_CODES.notObtained;
+    }
+    say(error instanceof Error ? error.message : String(error));
+    return error instanceof InvalidKeyError ? LOCK_EXIT_CODES.usage : LOCK_EXIT_CODES.unavailable;
+  }
+  if (!granted) {
+    await client.close();
+    say(`${quote(request.key)} was not obtained within ${request.timeout} ms`);
+    return LOCK_EXIT_CODES.notObtained;
+  }
+  let code: number;
+  try {
+    code = io.signal.aborted ? stopped() : await runCommand(request, io.signal, say);
+  } finally {
+    try {
+      await client.unlock(request.key);
+    } catch (error) {
+      say(`releasing ${quote(request.key)} failed: ${(error as Error).message}`);
+    }
+    await client.close();
+  }
+  return code;
+}
+
+/**
+ * Runs the command with inherited standard streams; passes SIGINT and SIGTERM
+ * on while it runs. Resolves to its exit code.
+ */
+function runCommand(
+  request: LockRequest,
+  signal: AbortSignal,
+  say: (text: string) => void,
+): Promise<number> {
+  return new Promise((resolve) => {
+    const child = spawn(request.command, [...request.args], { stdio: "inherit" });
+    const forward = () => {
+      const name = typeof signal.reason === "string" ? signal.reason : "SIGTERM";
+      // process.kill, not child.kill: Deno's child.kill reports the signal as
+      // the way the child ended even when the child caught it and exited.
+      if (child.pid !== undefined) process.kill(child.pid, name);
+    };
+    signal.addEventListener("abort", forward, { once: true });
+    const done = (code: number) => {
+      signal.removeEventListener("abort", forward);
+      resolve(code);
+    };
+    child.once("error", (error: Error & { code?: string }) => {
+      say(`cannot run ${quote(request.command)}: ${error.message}`);
+      done(error.code === "ENOENT" ? LOCK_EXIT_CODES.notFound : LOCK_EXIT_CODES.cannotExecute);
+    });
+    child.once("exit", (code, killedBy) => {
+      done(code ?? signalExitCode(killedBy ?? "SIGKILL"));
+    });
+  });
+}
