@@ -108,6 +108,10 @@ export class Connection {
   #taskRunning = false;
   #failure: ELockError | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending timer fires, and when the head of `#inflight` is overdue (`Date.now()` ms). */
+  #timerAt = Infinity;
+  #dueAt = Infinity;
+  #limit = 0;
   #sent = false;
 
   /**
@@ -361,17 +365,36 @@ export class Connection {
     });
   }
 
+  /**
+   * Gives the head of `#inflight` its command timeout from now. One timer
+   * runs at a time and is re-armed when it fires early: setting and
+   * clearing a timer per reply costs more than the rest of a round trip's
+   * client work on Deno.
+   */
   #armTimer(): void {
-    clearTimeout(this.#timer);
     const head = this.#inflight[0];
-    if (head === undefined || this.#failure !== null) return;
-    const limit = this.#options.commandTimeout + (head.options.waitMs ?? 0);
-    if (!Number.isFinite(limit)) return;
+    this.#limit = head === undefined || this.#failure !== null
+      ? Infinity
+      : this.#options.commandTimeout + (head.options.waitMs ?? 0);
+    this.#dueAt = Number.isFinite(this.#limit) ? Date.now() + this.#limit : Infinity;
+    if (this.#dueAt < this.#timerAt) this.#startTimer();
+  }
+
+  #startTimer(): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = this.#dueAt;
+    if (this.#dueAt === Infinity) return;
     this.#timer = setTimeout(() => {
+      this.#timerAt = Infinity;
+      if (this.#failure !== null || this.#dueAt === Infinity) return;
+      if (Date.now() < this.#dueAt) {
+        this.#startTimer();
+        return;
+      }
       this.fail(
-        new ConnectionClosedError(`Connection closed: no reply within ${limit} ms`),
+        new ConnectionClosedError(`Connection closed: no reply within ${this.#limit} ms`),
       );
-    }, Math.min(limit, 2 ** 31 - 1));
+    }, Math.min(Math.max(0, this.#dueAt - Date.now()), 2 ** 31 - 1));
   }
 }
 
