@@ -272,7 +272,7 @@ export class ELockClient {
   async unlock(key: string): Promise<boolean> {
     const word = this.#word(key, "key");
     const reply = await this.#request(then(word, unlockCommand));
-    const wire = await word;
+    const wire = typeof word === "string" ? word : await word;
     if (reply.code === 200) this.#held.delete(wire);
     if (reply.code === 200 || reply.code === 403) return reply.code === 200;
     throw unexpected(`unlock ${wire}`, reply);
@@ -597,7 +597,7 @@ export class ELockClient {
         if (error instanceof DeadlineError) return { code: 0, message: "", lines: [] };
         throw error;
       }
-      bytes = await bytes;
+      if (bytes instanceof Promise) bytes = await bytes;
       if (reply.code === 200) this.#held.add(wire);
       if (reply.code === 409 && long && Date.now() < endAt) continue;
       if (reply.code === 200 || reply.code === 409) return reply;

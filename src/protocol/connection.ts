@@ -262,6 +262,7 @@ export class Connection {
 
   #watch(item: Item): void {
     const { signal, deadline } = item.options;
+    if (signal === undefined && deadline === undefined) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const giveUp = (reason: unknown) => {
       if (item.state === "queued") {
@@ -418,8 +419,8 @@ class Wire {
     void this.#readLoop();
   }
 
-  async write(bytes: Uint8Array): Promise<void> {
-    await this.#writer.write(bytes);
+  write(bytes: Uint8Array): Promise<void> {
+    return this.#writer.write(bytes);
   }
 
   async close(): Promise<void> {
