@@ -1,7 +1,7 @@
 /**
- * The baseline of the client-overhead measurement: a socket of the
- * runtime's own API (`Deno.connect`, `Bun.connect`, `node:net`), the same
- * one the client's default transport uses, that writes command bytes and
+ * The baseline of the client-overhead measurement: a socket of the API the
+ * client's default transport uses on this runtime (`Bun.connect` on Bun,
+ * `node:net` on Node and Deno; `Deno.connect` for comparison), that writes command bytes and
  * waits for a number of reply lines (it counts `\n` bytes, nothing more).
  * No client code runs on this path.
  *
@@ -19,10 +19,12 @@ export interface RawConnection {
 /** Which socket API a raw connection uses. */
 export type RawKind = "deno" | "bun" | "node";
 
-/** The raw socket kind of the runtime this code runs on. */
+/**
+ * The socket API of the client's default transport on the runtime this code
+ * runs on: `Bun.connect` on Bun, `node:net` on Node and Deno.
+ */
 export function runtimeRawKind(): RawKind {
   const g = globalThis as Record<string, unknown>;
-  if (typeof g.Deno === "object" && g.Deno !== null) return "deno";
   if (typeof g.Bun === "object" && g.Bun !== null) return "bun";
   return "node";
 }
