@@ -38,6 +38,12 @@ export function chartSpec(results: BenchResults): Spec {
           value: o.client.opsPerSec,
           label: `${o.ratio.toFixed(2)}×`,
         },
+        {
+          group: o.runtime,
+          series: "transport streams only",
+          value: o.transport.opsPerSec,
+          label: "",
+        },
         { group: o.runtime, series: "raw socket", value: o.raw.opsPerSec, label: "" },
       ]),
       "ops/s",

@@ -29,7 +29,7 @@ export interface BenchConfig {
 /** The settings of each mode. */
 export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
   full: {
-    overhead: { rounds: 40, roundMs: 250, warmupMs: 1000 },
+    overhead: { rounds: 200, roundMs: 40, warmupMs: 1000 },
     throughputClients: [1, 8, 64, 256],
     throughput: { rounds: 5, roundMs: 1000, warmupMs: 500 },
     contention: { clients: 16, rounds: 5, roundMs: 1000 },
@@ -38,7 +38,7 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
     servers: { rounds: 10, roundMs: 500, warmupMs: 300 },
   },
   quick: {
-    overhead: { rounds: 12, roundMs: 150, warmupMs: 300 },
+    overhead: { rounds: 60, roundMs: 40, warmupMs: 300 },
     throughputClients: [1, 8, 64, 256],
     throughput: { rounds: 3, roundMs: 300, warmupMs: 150 },
     contention: { clients: 16, rounds: 3, roundMs: 400 },

@@ -99,8 +99,12 @@ export function problemsOf(results: BenchResults): string[] {
   for (const [i, o] of (results.overhead ?? []).entries()) {
     if (typeof o.runtime !== "string") problems.push(`overhead[${i}].runtime is missing`);
     loop(`overhead[${i}].client`, o.client);
+    loop(`overhead[${i}].transport`, o.transport);
     loop(`overhead[${i}].raw`, o.raw);
+    positive(`overhead[${i}].transportRatio`, o.transportRatio);
     positive(`overhead[${i}].ratio`, o.ratio);
+    positive(`overhead[${i}].ratioP25`, o.ratioP25);
+    positive(`overhead[${i}].ratioP75`, o.ratioP75);
     positive(`overhead[${i}].rounds`, o.rounds);
     if (o.ratios?.length !== o.rounds) problems.push(`overhead[${i}].ratios: not one per round`);
     for (const [j, r] of (o.ratios ?? []).entries()) positive(`overhead[${i}].ratios[${j}]`, r);
@@ -158,28 +162,36 @@ export function formatTables(results: BenchResults): string {
     `server of 1-4: bundled server on ${results.referenceServer}; ` +
       `clients of 2-3 and load generator of 4-5: ${results.loadRuntime}`,
     "",
-    "1. Client overhead: sequential lock/unlock on one connection, client vs raw socket " +
-      "(interleaved rounds, medians)",
+    "1. Client overhead: sequential lock/unlock on one connection: client, the default " +
+      "transport's web streams alone (streams) and a raw socket",
+    `   (${results.overhead[0]?.rounds ?? 0} rounds, the three in turn; medians over rounds; ` +
+      "ratios: median of the rounds' raw ops/s ÷ ops/s, client/raw with its 25th-75th percentiles)",
     table(
       [
         "runtime",
         "client ops/s",
         "p50 ms",
         "p99 ms",
+        "streams ops/s",
         "raw ops/s",
         "p50 ms",
         "p99 ms",
         "client/raw",
+        "p25-p75",
+        "streams/raw",
       ],
       results.overhead.map((o) => [
         o.runtime,
         int(o.client.opsPerSec),
         ms(o.client.p50Ms),
         ms(o.client.p99Ms),
+        int(o.transport.opsPerSec),
         int(o.raw.opsPerSec),
         ms(o.raw.p50Ms),
         ms(o.raw.p99Ms),
         `${o.ratio.toFixed(3)}${o.ratio <= 1.15 ? "" : " (> 1.15)"}`,
+        `${o.ratioP25.toFixed(2)}-${o.ratioP75.toFixed(2)}`,
+        o.transportRatio.toFixed(3),
       ]),
     ),
     "",
