@@ -24,11 +24,6 @@ export class Samples {
     this.#data[this.#length++] = ms;
   }
 
-  /** Appends every sample of `other`. */
-  addAll(other: Samples): void {
-    for (const value of other.sorted()) this.add(value);
-  }
-
   /** The samples, sorted ascending (a copy). */
   sorted(): Float64Array {
     return this.#data.slice(0, this.#length).sort();
