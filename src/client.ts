@@ -680,7 +680,7 @@ export class ELockClient extends EventTarget {
         }
         throw error;
       }
-      bytes = await bytes;
+      if (bytes instanceof Promise) bytes = await bytes;
       if (reply.code === 200) this.#held.add(wire);
       if (reply.code === 409 && long && Date.now() < endAt) continue;
       if (reply.code === 200 || reply.code === 409) return { reply, wire };

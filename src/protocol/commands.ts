@@ -289,7 +289,16 @@ function isTooLong(text: string): boolean {
 }
 
 function line(words: string[]): Uint8Array {
-  return encoder.encode(`${words.join(" ")}\n`);
+  const text = `${words.join(" ")}\n`;
+  // An ASCII line (the usual command) is copied byte by byte: several times
+  // cheaper than encode() on Node and Deno, as cheap on Bun.
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code > 0x7f) return encoder.encode(text);
+    bytes[i] = code;
+  }
+  return bytes;
 }
 
 async function sha1Hex(text: string): Promise<string> {

@@ -140,6 +140,10 @@ export class Connection {
   #taskRunning = false;
   #failure: ELockError | null = null;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the pending timer fires, and when the head of `#inflight` is overdue (`Date.now()` ms). */
+  #timerAt = Infinity;
+  #dueAt = Infinity;
+  #limit = 0;
   #sent = false;
   #down: ConnectionClosedError | null = null;
 
@@ -264,7 +268,7 @@ export class Connection {
     if (this.#failure !== null) return;
     this.#failure = error;
     this.#down = null;
-    clearTimeout(this.#timer);
+    this.#stopTimer();
     const items = [...this.#inflight, ...this.#queue];
     this.#inflight = [];
     this.#queue = [];
@@ -298,7 +302,7 @@ export class Connection {
       return;
     }
     this.#down = error;
-    clearTimeout(this.#timer);
+    this.#stopTimer();
     const inflight = this.#inflight;
     this.#inflight = [];
     const again: Item[] = [];
@@ -351,6 +355,7 @@ export class Connection {
 
   #watch(item: Item): void {
     const { signal, deadline } = item.options;
+    if (signal === undefined && deadline === undefined) return;
     let timer: ReturnType<typeof setTimeout> | undefined;
     const giveUp = (reason: unknown) => {
       if (item.state === "queued") {
@@ -462,15 +467,43 @@ export class Connection {
     });
   }
 
+  /**
+   * Gives the head of `#inflight` its command timeout from now. One timer
+   * runs at a time and is re-armed when it fires early: setting and
+   * clearing a timer per reply costs more than the rest of a round trip's
+   * client work on Deno.
+   */
   #armTimer(): void {
-    clearTimeout(this.#timer);
     const head = this.#inflight[0];
-    if (head === undefined || this.#failure !== null) return;
-    const limit = this.#options.commandTimeout + (head.options.waitMs ?? 0);
-    if (!Number.isFinite(limit)) return;
+    this.#limit = head === undefined || this.#failure !== null
+      ? Infinity
+      : this.#options.commandTimeout + (head.options.waitMs ?? 0);
+    this.#dueAt = Number.isFinite(this.#limit) ? Date.now() + this.#limit : Infinity;
+    if (this.#dueAt < this.#timerAt) this.#startTimer();
+  }
+
+  #stopTimer(): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = Infinity;
+    this.#dueAt = Infinity;
+  }
+
+  #startTimer(): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = this.#dueAt;
+    if (this.#dueAt === Infinity) return;
     this.#timer = setTimeout(() => {
-      this.#drop(new ConnectionClosedError(`Connection closed: no reply within ${limit} ms`), true);
-    }, Math.min(limit, 2 ** 31 - 1));
+      this.#timerAt = Infinity;
+      if (this.#failure !== null || this.#down !== null || this.#dueAt === Infinity) return;
+      if (Date.now() < this.#dueAt) {
+        this.#startTimer();
+        return;
+      }
+      this.#drop(
+        new ConnectionClosedError(`Connection closed: no reply within ${this.#limit} ms`),
+        true,
+      );
+    }, Math.min(Math.max(0, this.#dueAt - Date.now()), 2 ** 31 - 1));
   }
 }
 
@@ -494,8 +527,8 @@ class Wire {
     void this.#readLoop();
   }
 
-  async write(bytes: Uint8Array): Promise<void> {
-    await this.#writer.write(bytes);
+  write(bytes: Uint8Array): Promise<void> {
+    return this.#writer.write(bytes);
   }
 
   async close(): Promise<void> {

@@ -133,7 +133,6 @@ export const DEFAULT_MAX_LINE_LENGTH = 1024 * 1024;
 /** Default most bytes of data lines in one block: 64 MiB. */
 export const DEFAULT_MAX_BLOCK_BYTES = 64 * 1024 * 1024;
 
-const REPLY_LINE = /^([0-9]{3})(?: ([^]*))?$/;
 /** Lines come as Latin-1 strings: a code point over 0x7f is a non-ASCII byte. */
 const NON_ASCII = /[\u0080-\u00ff]/;
 const decoder = new TextDecoder();
@@ -164,7 +163,12 @@ export class ReplyReader {
   #next = 0;
   #failure: ELockError | null = null;
   #released = false;
+  /** The last read started; a read waits for it only while one is pending. */
   #tail: Promise<unknown> = Promise.resolve();
+  #pending = 0;
+  readonly #emit = (line: SplitLine): void => {
+    this.#lines.push(line);
+  };
 
   /**
    * Takes the stream's reader.
@@ -211,8 +215,11 @@ export class ReplyReader {
    * ```
    */
   read(options: ReadOptions = {}): Promise<Reply> {
-    const reply = this.#tail.then(() => this.#readReply(options.block));
-    this.#tail = reply.catch(() => {});
+    const block = options.block;
+    const next = () => this.#readReply(block);
+    // One read at a time (the usual case) starts at once, without chaining.
+    const reply = this.#pending++ === 0 ? next() : this.#tail.then(next, next);
+    this.#tail = reply;
     return reply;
   }
 
@@ -237,25 +244,27 @@ export class ReplyReader {
   }
 
   async #readReply(block: boolean | undefined): Promise<Reply> {
-    if (this.#failure !== null) throw this.#failure;
     try {
-      const first = await this.#nextLine(false);
-      const match = REPLY_LINE.exec(first);
-      if (match === null) {
+      if (this.#failure !== null) throw this.#failure;
+      while (this.#next >= this.#lines.length) this.#accept(await this.#chunk(), false);
+      const first = this.#take();
+      const code = replyCode(first);
+      if (code < 0) {
         throw new ProtocolError(`Invalid reply line: ${JSON.stringify(preview(first))}`);
       }
-      const code = Number(match[1]);
-      const message = match[2] ?? "";
+      const message = first.length > 4 ? first.slice(4) : "";
       const hasBlock = block ??
         (code === 200 && (message === "STATS" || message === "DEBUG"));
       const lines = hasBlock && code === 200 ? await this.#readBlock() : [];
       return { code, message, lines };
     } catch (error) {
-      if (error instanceof ELockError) {
+      if (error instanceof ELockError && error !== this.#failure) {
         this.#failure ??= error;
         await this.#release(error);
       }
       throw error;
+    } finally {
+      this.#pending--;
     }
   }
 
@@ -263,7 +272,8 @@ export class ReplyReader {
     const lines: string[] = [];
     let bytes = 0;
     for (;;) {
-      const line = await this.#nextLine(true);
+      while (this.#next >= this.#lines.length) this.#accept(await this.#chunk(), true);
+      const line = this.#take();
       if (line === "END") return lines;
       bytes += line.length;
       if (bytes > this.#maxBlockBytes) {
@@ -273,22 +283,28 @@ export class ReplyReader {
     }
   }
 
-  async #nextLine(inBlock: boolean): Promise<string> {
-    while (this.#next >= this.#lines.length) {
-      this.#lines = [];
-      this.#next = 0;
-      let chunk: ReadableStreamReadResult<Uint8Array>;
-      try {
-        chunk = await this.#reader.read();
-      } catch (cause) {
-        throw new ConnectionClosedError("Connection closed: the stream failed", { cause });
-      }
-      if (chunk.done) {
-        const where = inBlock || this.#splitter.buffered > 0 ? ": in the middle of a reply" : "";
-        throw new ConnectionClosedError(`Connection closed${where}`);
-      }
-      this.#splitter.push(chunk.value, (line) => this.#lines.push(line));
+  /** The next chunk of the stream. */
+  async #chunk(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    try {
+      return await this.#reader.read();
+    } catch (cause) {
+      throw new ConnectionClosedError("Connection closed: the stream failed", { cause });
     }
+  }
+
+  /** Splits a chunk into `#lines` (all taken by now), or throws at the end of the stream. */
+  #accept(chunk: ReadableStreamReadResult<Uint8Array>, inBlock: boolean): void {
+    if (chunk.done) {
+      const where = inBlock || this.#splitter.buffered > 0 ? ": in the middle of a reply" : "";
+      throw new ConnectionClosedError(`Connection closed${where}`);
+    }
+    this.#lines.length = 0;
+    this.#next = 0;
+    this.#splitter.push(chunk.value, this.#emit);
+  }
+
+  /** Takes the next line of `#lines` (there is one), decoded. */
+  #take(): string {
     const line = this.#lines[this.#next++]!;
     if (line === OVERLONG_LINE) {
       throw new ProtocolError(`Reply line too long: more than ${this.#maxLineLength} bytes`);
@@ -312,6 +328,18 @@ export class ReplyReader {
       // A runtime that refuses while a read is pending: the stream is cancelled anyway.
     }
   }
+}
+
+/** The code of a reply line `DDD` or `DDD message`, or -1 when it is neither. */
+function replyCode(line: string): number {
+  if (line.length < 3 || (line.length > 3 && line.charCodeAt(3) !== 32)) return -1;
+  let code = 0;
+  for (let i = 0; i < 3; i++) {
+    const digit = line.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    code = code * 10 + digit;
+  }
+  return code;
 }
 
 /**
