@@ -245,6 +245,7 @@ export class Connection {
     this.#wire.owner = this;
     other.#wire = old;
     other.#failure = new ConnectionClosedError("Connection closed: adopted by another");
+    other.#stopTimer();
     this.#sent = true;
     this.#down = null;
     old.owner = null;
