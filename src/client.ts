@@ -766,9 +766,11 @@ export class ELockClient extends EventTarget {
         }
         this.#dispatch("reconnect", { attempt });
         try {
-          const resumed = await this.#reopen(lost ? null : oldId);
-          if (resumed === "refused") lose("the server refused to resume it");
-          else if (resumed === "busy") {
+          const resumed = await this.#reopen(
+            lost ? null : oldId,
+            () => lose("the server refused to resume it"),
+          );
+          if (resumed === "busy") {
             lastError = new UnexpectedResponseError(`conn_id ${oldId}`, "403 (still active)");
             continue;
           }
@@ -792,10 +794,10 @@ export class ELockClient extends EventTarget {
    * Opens a connection, resumes session `id` on it (or starts a new session
    * when `id` is `null`), sets the release timeout again and adopts it.
    * Resolves `"busy"` (and adopts nothing) when the server says the session
-   * is still connected; `"refused"` when it is gone (the new session is
-   * adopted); `"ok"` otherwise.
+   * is still connected; `"refused"` when it is gone (`refused` is called,
+   * then the new session is adopted); `"ok"` otherwise.
    */
-  async #reopen(id: string | null): Promise<"ok" | "busy" | "refused"> {
+  async #reopen(id: string | null, refused: () => void): Promise<"ok" | "busy" | "refused"> {
     const fresh = await openConnection(this.#settings, this.#stop.signal, undefined);
     this.#fresh = fresh;
     try {
@@ -821,6 +823,8 @@ export class ELockClient extends EventTarget {
           return "busy";
         }
         outcome = "refused";
+        // Before the new session's id is taken: losing the old one forgets its id.
+        refused();
       } else if (resumed !== null && this.#sessionId !== id) {
         // Resumed after its holders were told the locks were lost: free them now.
         const all = await fresh.request(unlockAllCommand());

@@ -175,6 +175,17 @@ for (const dialect of DIALECTS) {
         assert.equal(await a.lock("k"), true);
         // (Refused attempts may leave empty sessions waiting out their release timeout.)
         assert.equal((await a.stats()).locks, 1);
+        // The new session is resumed after the next drop, as the first one would have been.
+        // (The client knows the new session's id without asking again.)
+        events.length = 0;
+        proxy.cut();
+        await until(
+          () => events.some((e) => e.type === "resume" || e.type === "sessionlost"),
+          "the new session resumed",
+        );
+        assert.ok(!events.some((e) => e.type === "sessionlost"), "not lost");
+        assert.equal(events.find((e) => e.type === "resume")!.sessionId, await a.sessionId());
+        assert.equal(await a.unlock("k"), true, "k held across the drop");
       } finally {
         await a.close();
         await second?.close();
