@@ -7,6 +7,7 @@
 import {
   ConnectionClosedError,
   DeadlockError,
+  type ELockError,
   LockUnavailableError,
   SessionLostError,
   UnexpectedResponseError,
@@ -714,11 +715,17 @@ export class ELockClient extends EventTarget {
   }
 
   /** The connection dropped: reconnect (keeping the calls) or let it fail. */
-  #onDrop(error: ConnectionClosedError): boolean {
+  #onDrop(error: ELockError): boolean {
     const pacing = this.#settings.reconnect;
-    if (pacing === null || !this.#ready || this.#ending) return false;
-    this.#settings.logger?.debug(`elock: ${error.message}; reconnecting`);
+    if (!this.#ready || this.#ending) return false;
     this.#dispatch("disconnect", { error });
+    // A server that does not speak eLock is not reconnected to.
+    if (pacing === null || !(error instanceof ConnectionClosedError)) {
+      // No resume: the holders of the session's locks must learn it now.
+      this.#loseSession(this.#sessionId ?? "", `the connection dropped (${error.message})`);
+      return false;
+    }
+    this.#settings.logger?.debug(`elock: ${error.message}; reconnecting`);
     void this.#reconnect(error, pacing);
     return true;
   }
@@ -961,7 +968,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
 async function openConnection(
   settings: Settings,
   signal: AbortSignal | undefined,
-  onDrop: ((error: ConnectionClosedError) => boolean) | undefined,
+  onDrop: ((error: ELockError) => boolean) | undefined,
 ): Promise<Connection> {
   let stream: TransportConnection;
   try {

@@ -10,13 +10,16 @@
  * - `connect`: a TCP connection to the server opened (also for each
  *   reconnection).
  * - `disconnect`: the connection dropped without `close()` or `quit()`;
- *   `error` says why. The client starts reconnecting.
+ *   `error` says why. The client starts reconnecting; with reconnect off it
+ *   is closed, and `sessionlost` follows.
  * - `reconnect`: a reconnection attempt starts; `attempt` counts from 1.
  * - `resume`: the session was resumed on a new connection, with every lock
  *   it held; `sessionId` is its id.
- * - `sessionlost`: the session could not be resumed: every lock it held is
+ * - `sessionlost`: the session could not be resumed (or, with reconnect
+ *   off, its connection dropped): every lock it held is
  *   gone (`keys`, as on the wire) and `error` is a
- *   `SessionLostError`. The client carries on with a new session.
+ *   `SessionLostError`. With reconnect on, the client carries on with a
+ *   new session.
  * - `error`: a reconnection attempt failed (`error`), or the client gave up
  *   and closed.
  *

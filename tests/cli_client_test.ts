@@ -10,6 +10,7 @@ import { test } from "node:test";
 import { ELockClient } from "../mod.ts";
 import { type Dialect, type ServerEvent, startServer } from "../src/server/mod.ts";
 import { Cli, runCli, SLOW, WAIT_MS } from "./support/cli_process.ts";
+import { startProxy } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
 
 /** A server for one test, with the `wait` events it reported. */
@@ -329,6 +330,37 @@ for (const [signal, code] of [["SIGTERM", 143], ["SIGINT", 130]] as const) {
     }
   });
 }
+
+test(
+  "elock lock stops the command and exits 74 when the connection drops with the lock",
+  SLOW,
+  async () => {
+    await using s = await serve();
+    await using proxy = await startProxy(s.server.port);
+    await using other = await ELockClient.connect({ port: s.server.port });
+    const cli = new Cli([
+      "lock",
+      "job",
+      "--port",
+      String(proxy.port),
+      "--",
+      "sh",
+      "-c",
+      "trap 'echo got-term; exit 9' TERM; echo started; while :; do sleep 0.1; done",
+    ]);
+    try {
+      await cli.waitForStdout(/^started$/);
+      assert.equal(await other.lock("job"), false, "held by elock lock");
+      proxy.cut();
+      assert.equal(await cli.exit(), 74, cli.stderr);
+      assert.match(cli.stdout, /^got-term$/m, "the command was stopped");
+      assert.match(cli.stderr, /lost "job": the connection to the server dropped/);
+      await until(async () => await other.lock("job"), "the server released job", WAIT_MS);
+    } finally {
+      await cli.dispose();
+    }
+  },
+);
 
 test(
   "elock lock stopped by SIGINT while it waits withdraws its wait and runs nothing",

@@ -53,14 +53,17 @@ leakCheckedTest(
     await using server = await startScriptedServer((line, write) => {
       if (connId(line, write)) return;
       if (line === "stats") write(`200 ${"x".repeat(10 * 1024 * 1024)}\n`);
+      if (line === "lock k") write("200 Lock acquired\r\n");
     });
     const client = await ELockClient.connect({ port: server.port });
+    const lock = await client.acquire("k");
     await assert.rejects(client.stats(), (error: unknown) => {
       assert.ok(error instanceof ProtocolError);
       assert.match(error.message, /too long/);
       return true;
     });
     assert.equal(client.closed, true, "a protocol error is not reconnected");
+    assert.equal(lock.lost, true, "its holder is told the lock is gone");
     await assert.rejects(client.lock("k"), ProtocolError);
     await until(() => server.connections === 0, "every socket closed");
     await client.close();

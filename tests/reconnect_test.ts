@@ -241,13 +241,20 @@ for (const dialect of DIALECTS) {
       await withServer(dialect, async ({ connect, port }) => {
         await using proxy = await startProxy(port);
         const a = await connect({ port: proxy.port, releaseTimeout: 0 });
+        const events = record(a);
         assert.equal(proxy.sent[0], "set_timeout 0\n", "no conn_id: nothing to resume");
+        const held = await a.acquire("held");
         const pending = assert.rejects(a.lock("k", { timeout: 5000 }), ConnectionClosedError);
         proxy.stall();
         await until(() => proxy.sent[0]!.includes("lock k"), "lock sent");
         proxy.cut();
         await pending;
         assert.equal(a.closed, true);
+        // The holder learns at once that its lock is gone with the connection.
+        assert.deepEqual(events.map((e) => e.type), ["disconnect", "sessionlost"]);
+        assert.deepEqual(events[1]!.keys, ["held"]);
+        assert.equal(held.lost, true);
+        assert.ok(held.signal.reason instanceof SessionLostError);
       });
     },
   );

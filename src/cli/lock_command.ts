@@ -33,6 +33,11 @@ export const LOCK_EXIT_CODES = {
   notObtained: 75,
   /** The server could not be reached, or failed, before the command ran (EX_UNAVAILABLE). */
   unavailable: 69,
+  /**
+   * The connection to the server dropped while the command ran, so the lock
+   * was gone (the server released it): the command was sent SIGTERM (EX_IOERR).
+   */
+  lost: 74,
   /** The command could not be run: not executable. */
   cannotExecute: 126,
   /** The command could not be run: not found. */
@@ -67,6 +72,8 @@ Exit codes:
   ${LOCK_EXIT_CODES.notObtained}                     the lock was not obtained within --timeout (or is
                          held the other way); COMMAND did not run
   ${LOCK_EXIT_CODES.unavailable}                     the server could not be reached or failed; COMMAND did not run
+  ${LOCK_EXIT_CODES.lost}                     the connection dropped while COMMAND ran, so the lock was
+                         released: COMMAND was sent SIGTERM
   ${LOCK_EXIT_CODES.cannotExecute}, ${LOCK_EXIT_CODES.notFound}               COMMAND could not be run: not executable, not found
   2                      wrong usage, or --shared on an original server
   130, 143               SIGINT or SIGTERM came while waiting for the lock
@@ -175,18 +182,32 @@ async function runLocked(
     say(`${quote(request.key)} was not obtained within ${request.timeout} ms`);
     return LOCK_EXIT_CODES.notObtained;
   }
+  // The command stops when elock is told to, or when the lock is lost with
+  // the connection: it must not run on unprotected.
+  const stop = new AbortController();
+  const onStop = () => stop.abort(io.signal.reason);
+  io.signal.addEventListener("abort", onStop, { once: true });
+  let lost = false;
+  client.addEventListener("sessionlost", () => {
+    lost = true;
+    say(`lost ${quote(request.key)}: the connection to the server dropped; stopping the command`);
+    stop.abort("SIGTERM");
+  });
   let code: number;
   try {
-    code = io.signal.aborted ? stopped() : await runCommand(request, io.signal, say);
+    code = io.signal.aborted ? stopped() : await runCommand(request, stop.signal, say);
   } finally {
-    try {
-      await client.unlock(request.key);
-    } catch (error) {
-      say(`releasing ${quote(request.key)} failed: ${(error as Error).message}`);
+    io.signal.removeEventListener("abort", onStop);
+    if (!lost) {
+      try {
+        await client.unlock(request.key);
+      } catch (error) {
+        say(`releasing ${quote(request.key)} failed: ${(error as Error).message}`);
+      }
     }
     await client.close();
   }
-  return code;
+  return lost ? LOCK_EXIT_CODES.lost : code;
 }
 
 /**

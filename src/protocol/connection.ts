@@ -46,13 +46,13 @@ export interface ConnectionOptions {
   /** Gets each request and reply line. */
   logger?: Logger | undefined;
   /**
-   * Called when the connection drops (the stream ended or failed, or a reply
-   * is overdue), but not on {@linkcode Connection.close} or a protocol
-   * error. Returning `true` keeps the calls: they wait for
-   * {@linkcode Connection.adopt}. Returning `false` (or no callback) fails
-   * them all.
+   * Called when the connection drops (the stream ended or failed, a reply
+   * is overdue, or a protocol error), but not on
+   * {@linkcode Connection.close}. Returning `true` keeps the calls (not
+   * after a protocol error): they wait for {@linkcode Connection.adopt}.
+   * Returning `false` (or no callback) fails them all.
    */
-  onDrop?: ((error: ConnectionClosedError) => boolean) | undefined;
+  onDrop?: ((error: ELockError) => boolean) | undefined;
 }
 
 /** Options of {@linkcode Connection.request}. */
@@ -294,11 +294,8 @@ export class Connection {
    */
   #drop(error: ELockError, overdue: boolean): void {
     if (this.#failure !== null || this.#down !== null) return;
-    if (error instanceof ProtocolError || !(error instanceof ConnectionClosedError)) {
-      this.fail(error);
-      return;
-    }
-    if (this.#options.onDrop?.(error) !== true) {
+    const keep = this.#options.onDrop?.(error) === true;
+    if (!keep || error instanceof ProtocolError || !(error instanceof ConnectionClosedError)) {
       this.fail(error);
       return;
     }
