@@ -38,7 +38,7 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
     servers: { rounds: 10, roundMs: 500, warmupMs: 300 },
   },
   quick: {
-    overhead: { rounds: 60, roundMs: 40, warmupMs: 300 },
+    overhead: { rounds: 40, roundMs: 40, warmupMs: 200 },
     throughputClients: [1, 8, 64, 256],
     throughput: { rounds: 3, roundMs: 300, warmupMs: 150 },
     contention: { clients: 16, rounds: 3, roundMs: 400 },
