@@ -76,6 +76,7 @@ interface Settings {
   logger: ConnectOptions["logger"];
   maxLineLength: number | undefined;
   reconnect: Required<ReconnectOptions> | null;
+  heartbeat: number | null;
 }
 
 /** Commands whose repetition after a drop is harmless: sent again on the next connection. */
@@ -128,6 +129,7 @@ export class ELockClient extends EventTarget {
   readonly #stop = new AbortController();
   /** The connection a reconnection is setting up. */
   #fresh: Connection | null = null;
+  #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
 
   private constructor(settings: Settings, connection: Connection) {
     super();
@@ -184,6 +186,7 @@ export class ELockClient extends EventTarget {
       throw error;
     }
     client.#ready = true;
+    client.#scheduleHeartbeat();
     return client;
   }
 
@@ -525,6 +528,7 @@ export class ELockClient extends EventTarget {
    */
   async close(): Promise<void> {
     this.#ending = true;
+    clearTimeout(this.#heartbeatTimer);
     this.#stop.abort(new ConnectionClosedError("Connection closed: by the client"));
     await Promise.all([this.#connection.close(), this.#fresh?.close()]);
   }
@@ -708,6 +712,21 @@ export class ELockClient extends EventTarget {
       this.#held.clear();
       this.#handles.clear();
     }
+  }
+
+  #scheduleHeartbeat(): void {
+    const every = this.#settings.heartbeat;
+    if (every === null) return;
+    this.#heartbeatTimer = setTimeout(() => {
+      if (this.closed || this.#ending) return;
+      if (this.#held.size > 0 && this.#connection.idle) {
+        // An unanswered beat drops the connection: then it is resumed, or the locks reported lost.
+        this.#connection.request(connIdCommand(), {
+          replyTimeout: Math.min(every, this.#settings.commandTimeout),
+        }).catch(() => {});
+      }
+      this.#scheduleHeartbeat();
+    }, every);
   }
 
   #dispatch(type: ELockClientEventType, init?: ELockClientEventInit): void {
@@ -904,6 +923,7 @@ function settingsOf(options: ConnectOptions): Settings {
     throw new RangeError(`Invalid maxLineLength: ${String(maxLineLength)}`);
   }
   const reconnect = reconnectOf(options.reconnect ?? options.releaseTimeout !== 0);
+  const heartbeat = heartbeatOf(options.heartbeat, options.releaseTimeout);
   const transport = options.transport ?? defaultTransport();
   if (typeof transport?.connect !== "function") {
     throw new TypeError("Invalid transport: it has no connect() method");
@@ -924,7 +944,20 @@ function settingsOf(options: ConnectOptions): Settings {
     logger: options.logger,
     maxLineLength,
     reconnect,
+    heartbeat,
   };
+}
+
+function heartbeatOf(option: number | false | undefined, releaseTimeout: number | undefined) {
+  if (option === false) return null;
+  if (option === undefined) {
+    const third = Math.floor((releaseTimeout ?? 0) / 3);
+    return third > 0 ? Math.min(10_000, Math.max(1000, third)) : 10_000;
+  }
+  if (typeof option !== "number" || !(option > 0) || !Number.isFinite(option)) {
+    throw new RangeError(`Invalid heartbeat: ${String(option)} ms`);
+  }
+  return option;
 }
 
 function reconnectOf(option: boolean | ReconnectOptions): Required<ReconnectOptions> | null {

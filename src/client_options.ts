@@ -80,6 +80,17 @@ export interface ConnectOptions {
    * `connect()` also asks the session id (`conn_id`) right away.
    */
   reconnect?: boolean | ReconnectOptions;
+  /**
+   * While the session holds a lock and the connection is idle, the client
+   * sends a cheap command (`conn_id`) every this many ms, and counts the
+   * connection dead when its reply does not come within as long. So a
+   * connection that died silently (no reset reached the client) is found
+   * while a lock is held, and the lock is resumed or reported lost
+   * (`HeldLock.signal`). Default: a third of the release timeout,
+   * between 1 s and 10 s (10 s with the server's default or with 0).
+   * `false`: never.
+   */
+  heartbeat?: number | false;
 }
 
 /**

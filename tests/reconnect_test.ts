@@ -260,6 +260,45 @@ for (const dialect of DIALECTS) {
   );
 
   leakCheckedTest(
+    `[${dialect}] a connection that died silently is found by the heartbeat while a lock is held`,
+    async () => {
+      await withServer(dialect, async ({ connect, port }) => {
+        await using proxy = await startProxy(port);
+        const a = await connect({ port: proxy.port, releaseTimeout: 60_000, heartbeat: 200 });
+        const events = record(a);
+        const lock = await a.acquire("k");
+        // The network freezes: no reset, no reply. Nobody calls the client.
+        proxy.stall();
+        await until(happened(events, "resume"), "found dead, reconnected and resumed");
+        assert.match(String((events[0]!.error as Error).message), /no reply within 200 ms/);
+        assert.equal(lock.lost, false);
+        const b = await connect();
+        assert.equal(await b.lock("k"), false, "k still held by a");
+        assert.equal(await lock.release(), true);
+        assert.equal(await b.lock("k"), true);
+      });
+    },
+  );
+
+  leakCheckedTest(
+    `[${dialect}] the heartbeat is quiet while no lock is held, and off with heartbeat: false`,
+    async () => {
+      await withServer(dialect, async ({ connect, port }) => {
+        await using proxy = await startProxy(port);
+        const idle = await connect({ port: proxy.port, heartbeat: 50 });
+        const off = await connect({ port: proxy.port, heartbeat: false });
+        const beating = await connect({ port: proxy.port, heartbeat: 50 });
+        assert.equal(await off.lock("off"), true);
+        assert.equal(await beating.lock("on"), true);
+        await until(() => proxy.sent[2]!.split("conn_id\n").length > 3, "beats while holding");
+        assert.equal(proxy.sent[0], "conn_id\n", "no lock held: no beat");
+        assert.equal(proxy.sent[1], "conn_id\nlock off\n", "heartbeat: false: no beat");
+        await idle.close();
+      });
+    },
+  );
+
+  leakCheckedTest(
     `[${dialect}] delays in both directions change nothing but the pace`,
     async () => {
       await withServer(dialect, async ({ connect, port }) => {
@@ -287,4 +326,7 @@ leakCheckedTest("reconnect options are checked", async () => {
     RangeError,
   );
   await assert.rejects(ELockClient.connect({ reconnect: "yes" as never }), TypeError);
+  for (const heartbeat of [0, -1, Number.NaN, Infinity]) {
+    await assert.rejects(ELockClient.connect({ heartbeat }), RangeError, String(heartbeat));
+  }
 });

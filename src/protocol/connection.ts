@@ -80,6 +80,8 @@ export interface RequestOptions {
   onLost?: () => void;
   /** Called when the request is sent again on a new connection. */
   onRetry?: () => void;
+  /** How long to wait for this request's reply, in ms, instead of the command timeout. */
+  replyTimeout?: number;
 }
 
 /** The rejection of a request whose deadline passed. @internal */
@@ -166,6 +168,12 @@ export class Connection {
   /** The error the connection failed with, or `null` while it is open. */
   get failure(): ELockError | null {
     return this.#failure;
+  }
+
+  /** Whether nothing is queued, in flight or running, and the connection is up. */
+  get idle(): boolean {
+    return this.#inflight.length === 0 && this.#queue.length === 0 && !this.#taskRunning &&
+      this.#down === null && this.#failure === null;
   }
 
   /** Why the connection dropped, while it waits for {@linkcode Connection.adopt}; else `null`. */
@@ -475,7 +483,7 @@ export class Connection {
     const head = this.#inflight[0];
     this.#limit = head === undefined || this.#failure !== null
       ? Infinity
-      : this.#options.commandTimeout + (head.options.waitMs ?? 0);
+      : (head.options.replyTimeout ?? this.#options.commandTimeout) + (head.options.waitMs ?? 0);
     this.#dueAt = Number.isFinite(this.#limit) ? Date.now() + this.#limit : Infinity;
     if (this.#dueAt < this.#timerAt) this.#startTimer();
   }
