@@ -512,6 +512,7 @@ export class ELockClient extends EventTarget {
       this.#held.clear();
       this.#handles.clear();
     } finally {
+      clearTimeout(this.#heartbeatTimer);
       await this.#connection.close("Connection closed: after quit");
     }
   }
@@ -741,6 +742,7 @@ export class ELockClient extends EventTarget {
     // A server that does not speak eLock is not reconnected to.
     if (pacing === null || !(error instanceof ConnectionClosedError)) {
       // No resume: the holders of the session's locks must learn it now.
+      clearTimeout(this.#heartbeatTimer);
       this.#loseSession(this.#sessionId ?? "", `the connection dropped (${error.message})`);
       return false;
     }
@@ -784,6 +786,7 @@ export class ELockClient extends EventTarget {
               { cause: lastError },
             );
             this.#dispatch("error", { error });
+            clearTimeout(this.#heartbeatTimer);
             this.#connection.fail(error);
             return;
           }
