@@ -7,8 +7,8 @@
  * ELOCK_PORT=11400 deno run --allow-net --allow-env examples/deno.ts
  * ```
  *
- * In your project, map `@x/elock` in deno.json (`"imports": { "@x/elock":
- * "jsr:@x/elock@^0.1" }`) or import `jsr:@x/elock` directly.
+ * In your project, `deno add` the package `@x/elock` from JSR: it maps
+ * `@x/elock` in your deno.json, so this import works as it is.
  *
  * @module
  */

@@ -330,8 +330,8 @@ export class ELockClient extends EventTarget {
       {
         retry: true,
         onRetry: () => void (retried = true),
-        // The reply was lost with the connection: make sure the key is released.
-        onLost: () => this.#releaseLate(wire),
+        // The reply was lost with the connection (never one given up on): release it again.
+        onUnseenReply: () => this.#releaseLate(wire),
       },
     );
     if (reply.code === 200 || reply.code === 403) {
@@ -669,16 +669,13 @@ export class ELockClient extends EventTarget {
           waitMs,
           signal: options.signal,
           deadline: long || timeout === 0 ? undefined : timeout,
-          onAbandonedReply: (late) => {
-            if (late.code === 200 && !heldBefore) this.#releaseLate(wire);
+          // A grant the caller did not see (late, or lost with the connection) is released.
+          onUnseenReply: (reply) => {
+            if ((reply === null || reply.code === 200) && !heldBefore) this.#releaseLate(wire);
           },
           retry: true,
           // On the next connection: the session may be a new one.
           onRetry: () => void (heldBefore = this.#held.has(wire)),
-          // The reply was lost with the connection: it may have been a grant.
-          onLost: () => {
-            if (!heldBefore) this.#releaseLate(wire);
-          },
         });
       } catch (error) {
         if (error instanceof DeadlineError) {
@@ -763,13 +760,13 @@ export class ELockClient extends EventTarget {
     const droppedAt = Date.now();
     const releaseTimeout = this.#releaseTimeout ?? DEFAULT_RELEASE_TIMEOUT;
     const oldId = this.#sessionId;
-    let lost = oldId === null;
+    let lost = false;
     const lose = (reason: string) => {
       if (lost) return;
       lost = true;
       this.#loseSession(oldId ?? "", reason);
     };
-    if (oldId === null) this.#loseSession("", "its id was not known");
+    if (oldId === null) lose("its id was not known");
     const lostTimer = setTimeout(
       () => lose(`not resumed within the release timeout (${releaseTimeout} ms)`),
       Math.min(releaseTimeout, 2 ** 31 - 1),

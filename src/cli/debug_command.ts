@@ -7,7 +7,7 @@
 
 import { UnsupportedCommandError } from "../errors.ts";
 import type { DebugInfo } from "../protocol/reply_reader.ts";
-import { parseFlags, quote } from "./flags.ts";
+import { noPositionals, parseFlags } from "./flags.ts";
 import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
 import { type Subcommand, UsageError } from "./subcommand.ts";
 
@@ -44,9 +44,7 @@ export const debugCommand: Subcommand = {
   parse(args) {
     const { values, positionals } = parseFlags(args, FLAGS);
     if (values.help) return "help";
-    if (positionals.length > 0) {
-      throw new UsageError(`unexpected argument ${quote(positionals[0]!)}`);
-    }
+    noPositionals(positionals);
     if (values.json && values.dot) throw new UsageError("--json and --dot exclude each other");
     const address = serverAddress(values);
     return async (io) => {

@@ -98,6 +98,17 @@ export function parseWholeNumber(text: string, min: number, max: number): number
 }
 
 /**
+ * Throws a {@linkcode UsageError} for the first positional argument of a
+ * command that takes none.
+ *
+ * @param positionals what {@linkcode parseFlags} found besides flags
+ */
+export function noPositionals(positionals: readonly string[]): void {
+  const [first] = positionals;
+  if (first !== undefined) throw new UsageError(`unexpected argument ${quote(first)}`);
+}
+
+/**
  * Quotes a user-supplied word for an error message (control characters escaped).
  *
  * @example

@@ -13,7 +13,7 @@ import {
   type ServerOptions,
   startServer,
 } from "../server/mod.ts";
-import { parseFlags, parseWholeNumber, quote } from "./flags.ts";
+import { noPositionals, parseFlags, parseWholeNumber, quote } from "./flags.ts";
 import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";
 
 const HELP = `Usage: elock server [options]
@@ -76,7 +76,7 @@ export const serverCommand: Subcommand = {
 export function parseServerArgs(args: readonly string[]): ServerOptions | "help" {
   const { values, positionals } = parseFlags(args, FLAGS);
   if (values.help) return "help";
-  if (positionals.length > 0) throw new UsageError(`unexpected argument ${quote(positionals[0]!)}`);
+  noPositionals(positionals);
   const port = values.port === undefined ? DEFAULT_PORT : parseWholeNumber(values.port, 0, 65535);
   if (port === null) {
     throw new UsageError(`invalid port ${quote(values.port!)} (expected a whole number 0-65535)`);

@@ -4,9 +4,9 @@
  * @module
  */
 
-import { parseFlags, quote } from "./flags.ts";
+import { noPositionals, parseFlags } from "./flags.ts";
 import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
-import { type Subcommand, UsageError } from "./subcommand.ts";
+import type { Subcommand } from "./subcommand.ts";
 
 const HELP = `Usage: elock stats [options]
 
@@ -35,9 +35,7 @@ export const statsCommand: Subcommand = {
   parse(args) {
     const { values, positionals } = parseFlags(args, FLAGS);
     if (values.help) return "help";
-    if (positionals.length > 0) {
-      throw new UsageError(`unexpected argument ${quote(positionals[0]!)}`);
-    }
+    noPositionals(positionals);
     const address = serverAddress(values);
     return async (io) => {
       await using client = await connectTo(address, io.signal);

@@ -7,7 +7,7 @@
  * barriers: nothing is written behind them until they are answered, because
  * the extended reference server answers out of order otherwise. A caller
  * that gives up on a sent request (deadline or abort) is answered at once;
- * the reply, when it comes, goes to the request's `onAbandonedReply`.
+ * the reply, when it comes, goes to the request's `onUnseenReply`.
  *
  * When the connection drops and {@linkcode ConnectionOptions.onDrop} keeps
  * it, the calls wait for {@linkcode Connection.adopt} of a new connection:
@@ -65,8 +65,12 @@ export interface RequestOptions {
   signal?: AbortSignal | undefined;
   /** Gives up after this many ms: rejects with a {@linkcode DeadlineError}. */
   deadline?: number | undefined;
-  /** Gets the reply of a request whose caller gave up after it was sent. */
-  onAbandonedReply?: (reply: Reply) => void;
+  /**
+   * Gets the reply its caller did not see: one that came after the caller
+   * gave up (deadline or abort), or `null` when the reply was lost with the
+   * connection and the request is not sent again.
+   */
+  onUnseenReply?: (reply: Reply | null) => void;
   /** Goes to the head of the queue, and may be sent while a task runs. */
   urgent?: boolean;
   /**
@@ -76,8 +80,6 @@ export interface RequestOptions {
    * the caller is then answered with the timeout error.
    */
   retry?: boolean;
-  /** Called instead of a retry when the request's reply is lost with the connection. */
-  onLost?: () => void;
   /** Called when the request is sent again on a new connection. */
   onRetry?: () => void;
   /** How long to wait for this request's reply, in ms, instead of the command timeout. */
@@ -285,7 +287,7 @@ export class Connection {
       ? error
       : new ConnectionClosedError(`Connection closed: ${error.message}`, { cause: error });
     items.forEach((item, i) => {
-      if (item.kind === "command" && item.state === "abandoned") item.options.onLost?.();
+      if (item.kind === "command" && item.state === "abandoned") item.options.onUnseenReply?.(null);
       if (item.kind === "command" && (item.state === "done" || item.state === "abandoned")) return;
       if (item.kind === "command") item.state = "done";
       item.reject(i === 0 ? error : others);
@@ -315,7 +317,7 @@ export class Connection {
     for (const item of inflight) {
       if (item.state === "abandoned") {
         item.state = "done";
-        item.options.onLost?.();
+        item.options.onUnseenReply?.(null);
       } else if (item.state !== "sent") continue;
       else if (item.options.retry && !overdue && item.retries < MAX_RETRIES) {
         item.retries++;
@@ -325,7 +327,7 @@ export class Connection {
       } else {
         item.state = "done";
         item.reject(error);
-        item.options.onLost?.();
+        item.options.onUnseenReply?.(null);
       }
     }
     this.#queue.unshift(...again);
@@ -350,7 +352,7 @@ export class Connection {
     if (item.state === "abandoned") {
       item.state = "done";
       item.cleanup();
-      item.options.onAbandonedReply?.(reply);
+      item.options.onUnseenReply?.(reply);
     } else {
       item.state = "done";
       item.resolve(reply);
