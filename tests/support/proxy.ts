@@ -38,6 +38,13 @@ export interface Proxy {
    * (nothing is lost: a network that froze).
    */
   stall(index?: number): void;
+  /**
+   * A half-dead link: closes the server's side (the server sees the
+   * connection end and starts the session's release timeout) while the
+   * client's side stays open and silent: what the client sends is dropped,
+   * nothing reaches it, and no FIN or RST is ever sent to it.
+   */
+  halfDead(index?: number): void;
   /** Forwards what a stall held, and carries on. */
   unstall(index?: number): void;
   /**
@@ -58,6 +65,7 @@ interface Link {
   stalled: boolean;
   held: { to: net.Socket; chunk: Uint8Array }[];
   cutMidReply: boolean;
+  halfDead: boolean;
 }
 
 /** Starts a proxy to `127.0.0.1:targetPort`. */
@@ -69,22 +77,32 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   const delays = { toServer: 0, toClient: 0 };
   const forward = (link: Link, to: net.Socket, chunk: Uint8Array) => {
     if (link.stalled) link.held.push({ to, chunk });
-    else if (!to.destroyed) to.write(chunk);
+    else if (!to.destroyed && !link.halfDead) to.write(chunk);
   };
   const server = net.createServer((client) => {
     const index = accepted++;
     sent[index] = "";
     const upstream = net.connect({ host: "127.0.0.1", port: targetPort });
-    const link: Link = { index, client, upstream, stalled: false, held: [], cutMidReply: false };
+    const link: Link = {
+      index,
+      client,
+      upstream,
+      stalled: false,
+      held: [],
+      cutMidReply: false,
+      halfDead: false,
+    };
     links.add(link);
     for (const socket of [client, upstream]) {
       socket.on("error", () => {});
       socket.on("close", () => {
+        if (link.halfDead && socket === upstream) return;
         links.delete(link);
         client.destroy();
         upstream.destroy();
       });
       socket.on("end", () => {
+        if (link.halfDead) return;
         client.end();
         upstream.end();
       });
@@ -145,6 +163,12 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
       each(index, (link) => {
         link.client.resetAndDestroy();
         link.upstream.resetAndDestroy();
+      }),
+    halfDead: (index) =>
+      each(index, (link) => {
+        link.halfDead = true;
+        link.held = [];
+        link.upstream.destroy();
       }),
     stall: (index) => each(index, (link) => void (link.stalled = true)),
     unstall: (index) =>
