@@ -16,24 +16,24 @@
  * @module
  */
 
-export { ELockClient } from "./src/client.ts";
+export { ELockClient } from "./src/client/client.ts";
 export type {
   AcquireOptions,
   ConnectOptions,
   LockOptions,
   ReconnectOptions,
-} from "./src/client_options.ts";
-export { ELockClientEvent } from "./src/client_events.ts";
-export type { ELockClientEventInit, ELockClientEventType } from "./src/client_events.ts";
-export { HeldLock } from "./src/lock_handle.ts";
-export { ELockLockManager } from "./src/lock_manager.ts";
+} from "./src/client/options.ts";
+export { ELockClientEvent } from "./src/client/events.ts";
+export type { ELockClientEventInit, ELockClientEventType } from "./src/client/events.ts";
+export { HeldLock } from "./src/client/held_lock.ts";
+export { ELockLockManager } from "./src/client/lock_manager.ts";
 export type {
   ELockLock,
   ELockLockInfo,
   ELockLockManagerSnapshot,
   ELockLockMode,
   ELockLockOptions,
-} from "./src/lock_manager.ts";
+} from "./src/client/lock_manager.ts";
 export {
   ConnectionClosedError,
   DeadlockError,

@@ -9,7 +9,7 @@ import { spawn } from "node:child_process";
 import { constants } from "node:os";
 import process from "node:process";
 import { InvalidKeyError, UnexpectedResponseError, UnsupportedCommandError } from "../errors.ts";
-import { SHARED_VALUE } from "../lock_manager.ts";
+import { SHARED_VALUE } from "../client/lock_manager.ts";
 import { parseFlags, parseWholeNumber, quote } from "./flags.ts";
 import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
 import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";

@@ -9,7 +9,7 @@
  */
 
 import process from "node:process";
-import { ELockClient } from "../client.ts";
+import { ELockClient } from "../client/client.ts";
 import { DEFAULT_PORT } from "../protocol/limits.ts";
 import { parseWholeNumber, quote } from "./flags.ts";
 import { UsageError } from "./subcommand.ts";

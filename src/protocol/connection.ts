@@ -53,6 +53,8 @@ export interface ConnectionOptions {
    * Returning `false` (or no callback) fails them all.
    */
   onDrop?: ((error: ELockError) => boolean) | undefined;
+  /** Called on every reply, before its caller gets it (a sign of life of the session). */
+  onAnyReply?: (() => void) | undefined;
 }
 
 /** Options of {@linkcode Connection.request}. */
@@ -82,6 +84,12 @@ export interface RequestOptions {
   retry?: boolean;
   /** Called when the request is sent again on a new connection. */
   onRetry?: () => void;
+  /** Called, in wire order, each time the request is written (again after a drop). */
+  onSend?: () => void;
+  /** Called with the reply, in wire order, right before its caller gets it. */
+  onReply?: (reply: Reply) => void;
+  /** Called when the caller gives up (deadline or abort), at once. */
+  onGiveUp?: () => void;
   /** How long to wait for this request's reply, in ms, instead of the command timeout. */
   replyTimeout?: number;
 }
@@ -104,6 +112,8 @@ interface Item {
   state: "queued" | "sent" | "done" | "abandoned";
   /** How many times it was sent again after a drop. */
   retries: number;
+  /** When its reply is overdue (`Date.now()` ms), fixed when it is sent. */
+  dueAt: number;
   resolve(reply: Reply): void;
   reject(error: unknown): void;
   cleanup(): void;
@@ -178,6 +188,11 @@ export class Connection {
       this.#down === null && this.#failure === null;
   }
 
+  /** Whether a waiting lock (a barrier) is in flight: nothing else is sent until it is answered. */
+  get waiting(): boolean {
+    return this.#inflight.at(-1)?.options.barrier === true;
+  }
+
   /** Why the connection dropped, while it waits for {@linkcode Connection.adopt}; else `null`. */
   get down(): ConnectionClosedError | null {
     return this.#down;
@@ -202,6 +217,7 @@ export class Connection {
         options,
         state: "queued",
         retries: 0,
+        dueAt: Infinity,
         resolve: (reply) => {
           item.cleanup();
           resolve(reply);
@@ -349,12 +365,14 @@ export class Connection {
       return;
     }
     this.#options.logger?.debug(`elock < ${text(reply)}`);
+    this.#options.onAnyReply?.();
     if (item.state === "abandoned") {
       item.state = "done";
       item.cleanup();
       item.options.onUnseenReply?.(reply);
     } else {
       item.state = "done";
+      item.options.onReply?.(reply);
       item.resolve(reply);
     }
     this.#armTimer();
@@ -374,6 +392,9 @@ export class Connection {
         item.state = "abandoned";
       } else return;
       item.cleanup();
+      item.options.onGiveUp?.();
+      // Queued again after a drop: it may have been granted on the connection that dropped.
+      if (item.state === "done" && item.retries > 0) item.options.onUnseenReply?.(null);
       item.reject(reason);
     };
     const onAbort = () => giveUp(signal!.reason);
@@ -433,6 +454,9 @@ export class Connection {
             continue;
           }
           head.state = "sent";
+          head.dueAt = Date.now() + (head.options.replyTimeout ?? this.#options.commandTimeout) +
+            (head.options.waitMs ?? 0);
+          head.options.onSend?.();
           this.#inflight.push(head);
           batch.push(head.bytes!);
           size += head.bytes!.length;
@@ -476,17 +500,19 @@ export class Connection {
   }
 
   /**
-   * Gives the head of `#inflight` its command timeout from now. One timer
-   * runs at a time and is re-armed when it fires early: setting and
-   * clearing a timer per reply costs more than the rest of a round trip's
-   * client work on Deno.
+   * Watches the head of `#inflight`: its reply is overdue at the deadline
+   * fixed when it was sent (not re-armed by later writes, so a client that
+   * keeps sending still notices a reply that never comes). One timer runs
+   * at a time and is re-armed when it fires early: setting and clearing a
+   * timer per reply costs more than the rest of a round trip's client work
+   * on Deno.
    */
   #armTimer(): void {
     const head = this.#inflight[0];
     this.#limit = head === undefined || this.#failure !== null
       ? Infinity
       : (head.options.replyTimeout ?? this.#options.commandTimeout) + (head.options.waitMs ?? 0);
-    this.#dueAt = Number.isFinite(this.#limit) ? Date.now() + this.#limit : Infinity;
+    this.#dueAt = head === undefined || this.#failure !== null ? Infinity : head.dueAt;
     if (this.#dueAt < this.#timerAt) this.#startTimer();
   }
 

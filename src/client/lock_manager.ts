@@ -5,9 +5,28 @@
  * @module
  */
 
-import { UnsupportedCommandError } from "./errors.ts";
-import { encodeKey } from "./protocol/commands.ts";
-import type { ELockClient } from "./client.ts";
+import { LockUnavailableError, UnsupportedCommandError } from "../errors.ts";
+import { encodeKey, type KeyEncoding } from "../protocol/commands.ts";
+import type { DebugInfo } from "../protocol/reply_reader.ts";
+import type { HeldLock } from "./held_lock.ts";
+import type { AcquireOptions } from "./options.ts";
+
+/**
+ * What {@linkcode ELockLockManager} needs of its client: `ELockClient` is one.
+ *
+ * @example
+ * ```ts ignore
+ * const host: LockManagerHost = client;
+ * ```
+ */
+export interface LockManagerHost {
+  /** How keys go on the wire. */
+  readonly keyEncoding: KeyEncoding;
+  /** Takes a lock (see `ELockClient.acquire`). */
+  acquire(key: string, options?: AcquireOptions): Promise<HeldLock>;
+  /** The server's sessions, locks and waiters (see `ELockClient.debug`). */
+  debug(): Promise<DebugInfo>;
+}
 
 /**
  * Web Locks lock mode.
@@ -99,9 +118,11 @@ export const SHARED_VALUE = "shared";
  * {@linkcode UnsupportedCommandError}. Names are keys: use names here that
  * are not also locked with `client.lock()`.
  *
- * Requests of one client for the same name run one after another; waiting
- * occupies the client's connection, like any waiting lock. Without
- * `ifAvailable` a request waits until granted or aborted.
+ * Requests of one client for the same name queue in the client, first
+ * come, first served (shared ones share), exactly as requests of different
+ * clients queue on the server; each granted request holds a session of the
+ * client's pool while it runs. Without `ifAvailable` a request waits until
+ * granted or aborted.
  *
  * @example
  * ```ts ignore
@@ -111,9 +132,7 @@ export const SHARED_VALUE = "shared";
  * ```
  */
 export class ELockLockManager {
-  readonly #client: ELockClient;
-  /** Per name: the local request that runs last, in call order. */
-  readonly #tails = new Map<string, Promise<void>>();
+  readonly #client: LockManagerHost;
   #original = false;
   #counter = 0;
   readonly #tag = Math.random().toString(36).slice(2, 10);
@@ -123,7 +142,7 @@ export class ELockLockManager {
    *
    * @param client the client whose session holds the locks
    */
-  constructor(client: ELockClient) {
+  constructor(client: LockManagerHost) {
     this.#client = client;
   }
 
@@ -182,17 +201,7 @@ export class ELockLockManager {
       return Promise.reject(new TypeError("locks.request(): steal is not supported by eLock"));
     }
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
-    const before = this.#tails.get(name);
-    if (before !== undefined && options.ifAvailable) {
-      return Promise.resolve().then(() => callback(null));
-    }
-    const run = (before ?? Promise.resolve()).then(() => this.#run(name, mode, options, callback));
-    const tail = run.then(() => {}, () => {});
-    this.#tails.set(name, tail);
-    void tail.then(() => {
-      if (this.#tails.get(name) === tail) this.#tails.delete(name);
-    });
-    return run;
+    return this.#run(name, mode, options, callback);
   }
 
   /**
@@ -225,34 +234,38 @@ export class ELockLockManager {
     callback: (lock: ELockLock | null) => T | Promise<T>,
   ): Promise<T> {
     if (options.signal?.aborted) throw options.signal.reason;
-    const lockOptions = {
+    const acquireOptions: AcquireOptions = {
       timeout: options.ifAvailable ? 0 : Infinity,
       ...(options.signal === undefined ? {} : { signal: options.signal }),
     };
-    let granted: boolean;
-    if (mode === "shared") {
-      granted = await this.#client.lockValue(name, SHARED_VALUE, lockOptions);
-    } else if (this.#original) {
-      granted = await this.#client.lock(name, lockOptions);
-    } else {
-      const own = `x.${this.#tag}.${++this.#counter}`;
-      try {
-        granted = await this.#client.lockValue(name, own, lockOptions);
-      } catch (error) {
-        if (!(error instanceof UnsupportedCommandError)) throw error;
-        this.#original = true;
-        granted = await this.#client.lock(name, lockOptions);
+    let held: HeldLock;
+    try {
+      if (mode === "shared") {
+        held = await this.#client.acquire(name, { ...acquireOptions, value: SHARED_VALUE });
+      } else if (this.#original) {
+        held = await this.#client.acquire(name, acquireOptions);
+      } else {
+        const own = `x.${this.#tag}.${++this.#counter}`;
+        try {
+          held = await this.#client.acquire(name, { ...acquireOptions, value: own });
+        } catch (error) {
+          if (!(error instanceof UnsupportedCommandError)) throw error;
+          this.#original = true;
+          held = await this.#client.acquire(name, acquireOptions);
+        }
       }
+    } catch (error) {
+      if (error instanceof LockUnavailableError) return await callback(null);
+      throw error;
     }
-    if (!granted) return await callback(null);
     let result: T;
     try {
       result = await callback({ name, mode });
     } catch (error) {
-      await this.#client.unlock(name).catch(() => {});
+      await held.release().catch(() => {});
       throw error;
     }
-    await this.#client.unlock(name);
+    await held.release();
     return result;
   }
 

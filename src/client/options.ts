@@ -4,9 +4,10 @@
  * @module
  */
 
-import type { Logger } from "./protocol/connection.ts";
-import type { KeyEncoding } from "./protocol/commands.ts";
-import type { TlsOptions, Transport } from "./transport/transport.ts";
+import type { Logger } from "../protocol/connection.ts";
+import type { KeyEncoding } from "../protocol/commands.ts";
+import type { TlsOptions, Transport } from "../transport/transport.ts";
+import type { HeldLock } from "./held_lock.ts";
 
 /**
  * Options of {@linkcode ELockClient.connect}. All durations are in ms.
@@ -87,10 +88,23 @@ export interface ConnectOptions {
    * connection that died silently (no reset reached the client) is found
    * while a lock is held, and the lock is resumed or reported lost
    * (`HeldLock.signal`). Default: a third of the release timeout,
-   * between 1 s and 10 s (10 s with the server's default or with 0).
-   * `false`: never.
+   * between 0.1 s and 10 s (10 s with the server's default or with 0).
+   * `false`: never. The replies also keep the lease: a lock whose session
+   * got no reply for the release timeout (less a margin) is reported lost,
+   * because the server may have released it; so with `false`, or a
+   * heartbeat longer than that, a lock held idle is reported lost.
    */
   heartbeat?: number | false;
+  /**
+   * How many sessions (connections) {@linkcode ELockClient.acquire},
+   * {@linkcode ELockClient.withLock} and `locks.request` may use at once.
+   * Each unit of work (a wait, then the hold) leases one session, so a
+   * request waiting for one key never holds back a request for another;
+   * when all are leased, further requests wait for one. The first is the
+   * client's own session (the one `lock()`, `unlock()` and `sessionId()`
+   * use); the others are opened when first needed. Default 4.
+   */
+  poolSize?: number;
 }
 
 /**
@@ -143,6 +157,12 @@ export interface LockOptions {
 export interface AcquireOptions extends LockOptions {
   /** Takes a value lock (`lock_value`, extended servers) instead of an exclusive one. */
   value?: string;
+  /**
+   * A lock this one nests in: it is taken on the same session as `within`
+   * (not leased from the pool), so the extended server's deadlock detection
+   * sees both, and it must be released before `within` is. Default: none.
+   */
+  within?: HeldLock;
 }
 
 /** Default server host. */
@@ -150,6 +170,9 @@ export const DEFAULT_HOST = "127.0.0.1";
 
 /** The release timeout of a session that did not set one (the servers' default), in ms. */
 export const DEFAULT_RELEASE_TIMEOUT = 30_000;
+
+/** Default {@linkcode ConnectOptions.poolSize}. */
+export const DEFAULT_POOL_SIZE = 4;
 
 /** Default command timeout, in ms. */
 export const DEFAULT_COMMAND_TIMEOUT = 30_000;

@@ -1,0 +1,237 @@
+/**
+ * What one eLock session holds, per wire key, kept from replies in wire
+ * order: the one place that decides whether a grant nobody saw is released.
+ *
+ * @module
+ */
+
+import type { SessionLostError } from "../errors.ts";
+import type { Reply } from "../protocol/reply_reader.ts";
+
+/** A live holder of a key: told when it stops holding without releasing. */
+export interface Claim {
+  /** The key was lost (the session was lost, or a raw unlock freed it). */
+  lose(error: SessionLostError): void;
+}
+
+interface KeyState {
+  /** The server's view, from replies in wire order; `"maybe"`: a reply was lost. */
+  held: boolean | "maybe";
+  /** A raw `lock()` caller saw a grant (raw locks are re-entrant, not counted). */
+  raw: boolean;
+  /** The handles holding it. */
+  readonly claims: Set<Claim>;
+  /** Live lock requests, queued or in flight: a grant may still come for them. */
+  pending: number;
+  /** An unlock is in flight. */
+  releasing: boolean;
+}
+
+/**
+ * The ledger of one session. Lock requests go through a
+ * {@linkcode LockTicket}; the ledger releases a key (by `release`, an unlock
+ * sent ahead of every queued call) when, in wire order, the session may hold
+ * it while no live caller claims it and no live lock of it is coming.
+ */
+export class SessionLedger {
+  readonly #keys = new Map<string, KeyState>();
+  readonly #release: (wire: string) => Promise<Reply | null>;
+  /** Counts session losses: a grant sent in an older epoch is not believed. */
+  epoch = 0;
+
+  /**
+   * @param release sends `unlock WIRE` ahead of queued calls; resolves with
+   *   its reply, or `null` when the session is gone
+   */
+  constructor(release: (wire: string) => Promise<Reply | null>) {
+    this.#release = release;
+  }
+
+  /** Whether any key is held, or may be. */
+  get holding(): boolean {
+    for (const state of this.#keys.values()) if (state.held !== false) return true;
+    return false;
+  }
+
+  /** The keys held, or maybe held, as on the wire. */
+  keys(): string[] {
+    return [...this.#keys].filter(([, s]) => s.held !== false).map(([key]) => key);
+  }
+
+  /** Whether a live caller (raw or handle) holds `wire`. */
+  claimed(wire: string): boolean {
+    const state = this.#keys.get(wire);
+    return state !== undefined && (state.raw || state.claims.size > 0);
+  }
+
+  /**
+   * Starts a lock request of `wire`; the ticket follows it to its end.
+   *
+   * @param wire the key as on the wire
+   * @param claim the handle that will hold it, or `"raw"`
+   */
+  lock(wire: string, claim: Claim | "raw"): LockTicket {
+    return new LockTicket(this, wire, claim);
+  }
+
+  /**
+   * A handle stops holding `wire` (released by its owner). `"unlock"`: an
+   * `unlock` must be sent, nothing else of this session holds it; `"kept"`:
+   * another holder of the session still does; `"absent"`: it held nothing.
+   */
+  unclaim(wire: string, claim: Claim): "unlock" | "kept" | "absent" {
+    const state = this.#keys.get(wire);
+    if (state === undefined || !state.claims.delete(claim)) return "absent";
+    if (state.raw || state.claims.size > 0) return "kept";
+    if (state.held === false) return "absent";
+    state.releasing = true;
+    return "unlock";
+  }
+
+  /** An `unlock` of `wire` was answered (`null`: its reply was lost). */
+  unlocked(wire: string, reply: Reply | null, error: SessionLostError): void {
+    const state = this.#keys.get(wire);
+    if (state === undefined) return;
+    state.releasing = false;
+    this.#loseClaims(state, error);
+    state.held = reply === null ? "maybe" : false;
+    this.settle(wire);
+  }
+
+  /** `unlock_all` (or `quit`) was answered: nothing is held; the claims are told. */
+  unlockedAll(error: SessionLostError): void {
+    for (const [wire, state] of this.#keys) {
+      this.#loseClaims(state, error);
+      state.held = false;
+      this.settle(wire);
+    }
+  }
+
+  /**
+   * The session is gone (or can no longer be trusted): every claim is told,
+   * and the ledger starts a new epoch knowing nothing held.
+   *
+   * @returns the keys that were held, as on the wire
+   */
+  lose(error: SessionLostError): string[] {
+    const keys = this.keys();
+    this.epoch++;
+    for (const [wire, state] of this.#keys) {
+      this.#loseClaims(state, error);
+      state.held = false;
+      state.releasing = false;
+      this.settle(wire);
+    }
+    return keys;
+  }
+
+  /** @internal */
+  state(wire: string): KeyState {
+    let state = this.#keys.get(wire);
+    if (state === undefined) {
+      state = { held: false, raw: false, claims: new Set(), pending: 0, releasing: false };
+      this.#keys.set(wire, state);
+    }
+    return state;
+  }
+
+  /** Releases `wire` if the session may hold it and nobody will: see the class doc. @internal */
+  settle(wire: string): void {
+    const state = this.#keys.get(wire);
+    if (state === undefined) return;
+    if (state.raw || state.claims.size > 0 || state.pending > 0 || state.releasing) return;
+    if (state.held === false) {
+      this.#keys.delete(wire);
+      return;
+    }
+    state.releasing = true;
+    const epoch = this.epoch;
+    void this.#release(wire).then((reply) => {
+      if (this.epoch !== epoch || this.#keys.get(wire) !== state) return;
+      state.releasing = false;
+      if (reply === null) return;
+      if (reply.code === 200 || reply.code === 403) state.held = false;
+      this.settle(wire);
+    });
+  }
+
+  #loseClaims(state: KeyState, error: SessionLostError): void {
+    state.raw = false;
+    for (const claim of state.claims) claim.lose(error);
+    state.claims.clear();
+  }
+}
+
+/**
+ * One lock request's life in the {@linkcode SessionLedger}: live from its
+ * call until its caller sees the reply or gives up.
+ */
+export class LockTicket {
+  readonly #ledger: SessionLedger;
+  readonly #wire: string;
+  readonly #claim: Claim | "raw";
+  #live = true;
+  #epoch: number;
+
+  /** Made by {@linkcode SessionLedger.lock}. */
+  constructor(ledger: SessionLedger, wire: string, claim: Claim | "raw") {
+    this.#ledger = ledger;
+    this.#wire = wire;
+    this.#claim = claim;
+    this.#epoch = ledger.epoch;
+    ledger.state(wire).pending++;
+  }
+
+  /** Written on the wire (again, after a drop): the epoch it belongs to is now's. */
+  sent(): void {
+    this.#epoch = this.#ledger.epoch;
+  }
+
+  /**
+   * Its caller gets `reply`: a 200 of this epoch makes the claim hold the key.
+   *
+   * @returns whether the caller may believe a grant (`false`: the session
+   *   was lost since the request was sent)
+   */
+  replied(reply: Reply): boolean {
+    const state = this.#ledger.state(this.#wire);
+    this.#end(state);
+    if (reply.code !== 200) {
+      this.#ledger.settle(this.#wire);
+      return true;
+    }
+    if (this.#epoch !== this.#ledger.epoch) {
+      state.held = "maybe";
+      this.#ledger.settle(this.#wire);
+      return false;
+    }
+    state.held = true;
+    if (this.#claim === "raw") state.raw = true;
+    else state.claims.add(this.#claim);
+    return true;
+  }
+
+  /** The caller gave up, or failed: no grant will be believed for it. */
+  end(): void {
+    const state = this.#ledger.state(this.#wire);
+    this.#end(state);
+    this.#ledger.settle(this.#wire);
+  }
+
+  /** A reply its caller did not see; `null`: lost with the connection, so it may be a grant. */
+  unseen(reply: Reply | null): void {
+    const state = this.#ledger.state(this.#wire);
+    this.#end(state);
+    if (this.#epoch === this.#ledger.epoch) {
+      if (reply === null) state.held = state.held === true ? true : "maybe";
+      else if (reply.code === 200) state.held = true;
+    }
+    this.#ledger.settle(this.#wire);
+  }
+
+  #end(state: KeyState): void {
+    if (!this.#live) return;
+    this.#live = false;
+    state.pending--;
+  }
+}

@@ -1,0 +1,251 @@
+/**
+ * One eLock session of a client: its connection, its
+ * {@linkcode SessionLedger}, and the {@linkcode Supervisor} that keeps it
+ * (reconnect, resume, lease, heartbeat).
+ *
+ * @module
+ */
+
+import {
+  DeadlockError,
+  type ELockError,
+  SessionLostError,
+  UnsupportedCommandError,
+} from "../errors.ts";
+import {
+  connIdCommand,
+  lockCommand,
+  lockValueCommand,
+  MAX_WAIT_SECONDS,
+  setTimeoutCommand,
+  unlockAllCommand,
+  unlockCommand,
+} from "../protocol/commands.ts";
+import { type Connection, DeadlineError, type RequestOptions } from "../protocol/connection.ts";
+import { type Reply, replyLine } from "../protocol/reply_reader.ts";
+import type { ELockClientEventInit, ELockClientEventType } from "./events.ts";
+import { type Claim, SessionLedger } from "./ledger.ts";
+import { openConnection, type Settings, unexpected } from "./settings.ts";
+import { Supervisor } from "./supervisor.ts";
+
+const MAX_WAIT_MS = MAX_WAIT_SECONDS * 1000;
+const decoder = new TextDecoder();
+
+/** Receives a session's events. */
+export type Dispatch = (type: ELockClientEventType, init?: ELockClientEventInit) => void;
+
+/** What {@linkcode Session.lock} got: a grant, a refusal, or the deadline passed. */
+export type LockOutcome = "granted" | "refused" | "deadline";
+
+/**
+ * A session: every call on it goes through its one {@linkcode Connection}
+ * (replaced on reconnect), and everything it holds through its ledger.
+ */
+export class Session {
+  readonly settings: Settings;
+  readonly connection: Connection;
+  readonly ledger: SessionLedger;
+  readonly supervisor: Supervisor;
+  readonly dispatch: Dispatch;
+  /** The session's id, when known (`null` after it was lost, until the next is known). */
+  id: string | null = null;
+  /** The release timeout set on it, or `undefined` for the server's default. */
+  releaseTimeout: number | undefined;
+  /** When the last reply came (`Date.now()` ms): the server saw the session alive then. */
+  lastReplyAt = Date.now();
+
+  private constructor(settings: Settings, connection: Connection, dispatch: Dispatch) {
+    this.settings = settings;
+    this.connection = connection;
+    this.dispatch = dispatch;
+    this.ledger = new SessionLedger((wire) => this.#releaseUnseen(wire));
+    this.supervisor = new Supervisor(this);
+  }
+
+  /**
+   * Opens a session: connects, then sets the release timeout and asks the
+   * session id (with reconnect on), pipelined.
+   */
+  static async open(
+    settings: Settings,
+    options: { releaseTimeout: number | undefined; signal: AbortSignal | undefined },
+    dispatch: Dispatch,
+  ): Promise<Session> {
+    let session: Session | null = null;
+    const connection = await openConnection(
+      settings,
+      options.signal,
+      (error: ELockError) => session !== null && session.supervisor.onDrop(error),
+      () => {
+        if (session !== null) session.lastReplyAt = Date.now();
+      },
+    );
+    session = new Session(settings, connection, dispatch);
+    try {
+      await Promise.all([
+        options.releaseTimeout === undefined
+          ? null
+          : session.setReleaseTimeout(options.releaseTimeout, options.signal),
+        settings.reconnect === null ? null : session.sessionId(),
+      ]);
+    } catch (error) {
+      await connection.close();
+      throw error;
+    }
+    session.supervisor.start();
+    return session;
+  }
+
+  /** Whether the session's connection is closed for good. */
+  get closed(): boolean {
+    return this.connection.failure !== null;
+  }
+
+  /** Sends a command on the session's connection. */
+  request(bytes: Uint8Array | Promise<Uint8Array>, options?: RequestOptions): Promise<Reply> {
+    return this.connection.request(bytes, options);
+  }
+
+  /** `set_timeout`: kept for the next connections, and for the lease. */
+  async setReleaseTimeout(ms: number, signal?: AbortSignal): Promise<void> {
+    const reply = await this.request(setTimeoutCommand(ms), { signal, retry: true });
+    if (reply.code !== 200) throw unexpected(`set_timeout ${ms}`, reply);
+    this.releaseTimeout = ms;
+  }
+
+  /** `conn_id`: the session's id (asked once). */
+  async sessionId(): Promise<string> {
+    if (this.id !== null) return this.id;
+    const reply = await this.request(connIdCommand(), { retry: true });
+    if (reply.code !== 200 || reply.message === "") throw unexpected("conn_id", reply);
+    this.id = reply.message;
+    return reply.message;
+  }
+
+  /**
+   * Sends `lock`/`lock_value` of the encoded key (and value) until granted,
+   * refused past the timeout, or the deadline passes. A grant counts for
+   * `claim` (a handle, or `"raw"` for {@linkcode ELockClient.lock}).
+   *
+   * @throws {SessionLostError} granted, but the session was lost since it was sent
+   */
+  async lock(
+    wire: string,
+    value: string | null,
+    options: { timeout: number; signal?: AbortSignal | undefined },
+    claim: Claim | "raw",
+  ): Promise<LockOutcome> {
+    const { timeout, signal } = options;
+    const endAt = Date.now() + timeout;
+    for (;;) {
+      const left = Math.max(0, endAt - Date.now());
+      // While the session holds locks, a long wait is asked in parts, so replies keep the lease.
+      const waitMs = Math.min(left, MAX_WAIT_MS, this.supervisor.longestWait());
+      const bytes = value === null
+        ? lockCommand(wire, waitMs)
+        : lockValueCommand(wire, value, waitMs);
+      const ticket = this.ledger.lock(wire, claim);
+      let believed = true;
+      let reply: Reply;
+      try {
+        reply = await this.request(bytes, {
+          barrier: waitMs > 0,
+          waitMs,
+          signal,
+          deadline: timeout === 0 || !Number.isFinite(timeout) ? undefined : left,
+          retry: true,
+          onSend: () => ticket.sent(),
+          onReply: (r) => void (believed = ticket.replied(r)),
+          onGiveUp: () => ticket.end(),
+          onUnseenReply: (r) => ticket.unseen(r),
+        });
+      } catch (error) {
+        ticket.end();
+        if (error instanceof DeadlineError) return "deadline";
+        throw error;
+      }
+      if (reply.code === 200) {
+        if (!believed) {
+          throw new SessionLostError(this.id ?? "", [wire], "lost while the lock was asked for");
+        }
+        this.supervisor.watchLease();
+        return "granted";
+      }
+      if (reply.code === 409) {
+        if (Date.now() < endAt) continue;
+        return "refused";
+      }
+      if (reply.code === 423) throw new DeadlockError(reply.message);
+      if (reply.code === 400 && value !== null) {
+        throw new UnsupportedCommandError("lock_value", replyLine(reply));
+      }
+      throw unexpected(decoder.decode(bytes).trimEnd(), reply);
+    }
+  }
+
+  /**
+   * Sends `unlock` of the encoded key; the ledger learns its outcome in wire
+   * order (a reply lost with the connection is sent again).
+   *
+   * @returns the reply, and whether it was sent again after a drop
+   */
+  async unlock(wire: string): Promise<{ reply: Reply; retried: boolean }> {
+    let retried = false;
+    const lost = () => new SessionLostError(this.id ?? "", [wire], "unlock() released it");
+    const reply = await this.request(unlockCommand(wire), {
+      retry: true,
+      onRetry: () => void (retried = true),
+      onReply: (r) => this.ledger.unlocked(wire, r, lost()),
+      onUnseenReply: () => this.ledger.unlocked(wire, null, lost()),
+    });
+    return { reply, retried };
+  }
+
+  /** Releases what a handle (`claim`) holds of `wire`: unlocks unless another holder shares it. */
+  async release(wire: string, claim: Claim): Promise<boolean> {
+    const outcome = this.ledger.unclaim(wire, claim);
+    if (outcome !== "unlock") return outcome === "kept";
+    const { reply, retried } = await this.unlock(wire);
+    return reply.code === 200 || (reply.code === 403 && retried);
+  }
+
+  /** `unlock_all`: nothing is held afterwards; handles of the session are told. */
+  async unlockAll(urgent = false): Promise<Reply> {
+    return await this.request(unlockAllCommand(), {
+      retry: true,
+      urgent,
+      onReply: (r) => {
+        if (r.code === 200) {
+          this.ledger.unlockedAll(
+            new SessionLostError(this.id ?? "", [], "unlockAll() released every lock"),
+          );
+        }
+      },
+    });
+  }
+
+  /**
+   * The session is lost: its handles are told, `sessionlost` is dispatched.
+   * The session carries on under a new epoch.
+   */
+  lose(reason: string): void {
+    const id = this.id ?? "";
+    const error = new SessionLostError(id, this.ledger.keys(), reason);
+    this.settings.logger?.debug(`elock: ${error.message}`);
+    const keys = this.ledger.lose(error);
+    this.dispatch("sessionlost", { error, keys, sessionId: id });
+  }
+
+  /** Closes the connection (and stops the supervisor). */
+  async close(message?: string): Promise<void> {
+    this.supervisor.stop();
+    await this.connection.close(message);
+  }
+
+  /** Releases a lock nobody claims (granted after its caller gave up, or lost with a reply). */
+  #releaseUnseen(wire: string): Promise<Reply | null> {
+    if (this.closed) return Promise.resolve(null);
+    this.settings.logger?.debug(`elock: releasing ${wire}, which no caller holds`);
+    return this.request(unlockCommand(wire), { urgent: true, retry: true }).catch(() => null);
+  }
+}
