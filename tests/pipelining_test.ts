@@ -91,14 +91,17 @@ for (const dialect of DIALECTS) {
       await using proxy = await startProxy(port);
       const client = await connect({ port: proxy.port });
       // Free keys: each is granted at once, well inside its deadline.
+      assert.equal(await client.lock("e", { timeout: Infinity }), true);
       assert.equal(await client.lock("a"), true);
       assert.equal(await client.lock("b", { timeout: 999 }), true);
       assert.equal(await client.lock("c", { timeout: 1000 }), true);
       assert.equal(await client.lock("d", { timeout: 1001 }), true);
-      assert.equal(await client.lock("e", { timeout: Infinity }), true);
+      // While the session holds locks, a long wait is asked in parts of half the lease
+      // (29 s with the default release timeout), so that its replies keep the lease.
+      assert.equal(await client.lock("f", { timeout: 60_000 }), true);
       assert.equal(
         proxy.sent[0],
-        "conn_id\nlock a\nlock b 1\nlock c 1\nlock d 2\nlock e 2147483\n",
+        "conn_id\nlock e 2147483\nlock a\nlock b 1\nlock c 1\nlock d 2\nlock f 14\n",
       );
     });
   });

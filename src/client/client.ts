@@ -270,11 +270,10 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async unlock(key: string): Promise<boolean> {
-    const wire = await this.#word(key, "key");
-    const { reply, retried } = await this.#primary.unlock(wire);
+    const { reply, retried } = await this.#primary.unlock(this.#word(key, "key"));
     // A 403 to a repeated unlock: the first attempt may have released it.
     if (reply.code === 200 || reply.code === 403) return reply.code === 200 || retried;
-    throw unexpected(`unlock ${wire}`, reply);
+    throw unexpected(`unlock ${await this.#word(key, "key")}`, reply);
   }
 
   /**
@@ -552,13 +551,15 @@ export class ELockClient extends EventTarget {
       session ??= await this.#pool.lease({ deadline: left(), signal }).catch(unavailable);
       const lock = new HeldLock(key, value, session);
       const claim = { lose: (error: SessionLostError) => loseLock(lock, error) };
-      const outcome = await session.lock(
+      const { outcome, reply } = await session.lock(
         wire,
         valueWire,
         { timeout: timeout === 0 ? 0 : left(), signal },
         claim,
       );
-      if (outcome !== "granted") throw new LockUnavailableError(key);
+      if (outcome !== "granted") {
+        throw new LockUnavailableError(key, reply === null ? {} : { reply: replyLine(reply) });
+      }
       const held = session;
       bindRelease(lock, (lost) => {
         if (lost) {
@@ -630,10 +631,9 @@ export class ELockClient extends EventTarget {
     const timeout = timeoutOf(options.timeout);
     const keyWord = this.#word(key, "key");
     const valueWord = value === null ? null : this.#word(value, "value");
-    const [wire, valueWire] = await Promise.all([keyWord, valueWord]);
-    const outcome = await this.#primary.lock(
-      wire,
-      valueWire,
+    const { outcome } = await this.#primary.lock(
+      keyWord,
+      valueWord,
       { timeout, signal: options.signal },
       "raw",
     );

@@ -24,12 +24,11 @@ import {
 import { type Connection, DeadlineError, type RequestOptions } from "../protocol/connection.ts";
 import { type Reply, replyLine } from "../protocol/reply_reader.ts";
 import type { ELockClientEventInit, ELockClientEventType } from "./events.ts";
-import { type Claim, SessionLedger } from "./ledger.ts";
-import { openConnection, type Settings, unexpected } from "./settings.ts";
+import { type Claim, type LockTicket, SessionLedger } from "./ledger.ts";
+import { openConnection, type Settings, then, unexpected } from "./settings.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const MAX_WAIT_MS = MAX_WAIT_SECONDS * 1000;
-const decoder = new TextDecoder();
 
 /** Receives a session's events. */
 export type Dispatch = (type: ELockClientEventType, init?: ELockClientEventInit) => void;
@@ -130,56 +129,77 @@ export class Session {
    * @throws {SessionLostError} granted, but the session was lost since it was sent
    */
   async lock(
-    wire: string,
-    value: string | null,
+    wireKey: string | Promise<string>,
+    wireValue: string | null | Promise<string | null>,
     options: { timeout: number; signal?: AbortSignal | undefined },
     claim: Claim | "raw",
-  ): Promise<LockOutcome> {
+  ): Promise<{ outcome: LockOutcome; reply: Reply | null }> {
     const { timeout, signal } = options;
     const endAt = Date.now() + timeout;
+    // Encoded keys come as promises: the request is queued now all the same, to keep call order.
+    let key = typeof wireKey === "string" ? wireKey : null;
+    let value = wireValue instanceof Promise ? null : wireValue;
+    let known = key !== null && !(wireValue instanceof Promise);
     for (;;) {
       const left = Math.max(0, endAt - Date.now());
       // While the session holds locks, a long wait is asked in parts, so replies keep the lease.
       const waitMs = Math.min(left, MAX_WAIT_MS, this.supervisor.longestWait());
-      const bytes = value === null
-        ? lockCommand(wire, waitMs)
-        : lockValueCommand(wire, value, waitMs);
-      const ticket = this.ledger.lock(wire, claim);
+      let ticket: LockTicket | null = null;
+      let over = false;
+      const build = (k: string, v: string | null): Uint8Array => {
+        const bytes = v === null ? lockCommand(k, waitMs) : lockValueCommand(k, v, waitMs);
+        key = k;
+        value = v;
+        ticket = this.ledger.lock(k, claim);
+        if (over) ticket.end();
+        return bytes;
+      };
+      const end = () => {
+        over = true;
+        ticket?.end();
+      };
       let believed = true;
       let reply: Reply;
       try {
-        reply = await this.request(bytes, {
-          barrier: waitMs > 0,
-          waitMs,
-          signal,
-          deadline: timeout === 0 || !Number.isFinite(timeout) ? undefined : left,
-          retry: true,
-          onSend: () => ticket.sent(),
-          onReply: (r) => void (believed = ticket.replied(r)),
-          onGiveUp: () => ticket.end(),
-          onUnseenReply: (r) => ticket.unseen(r),
-        });
+        reply = await this.request(
+          known
+            ? build(key!, value)
+            : Promise.all([wireKey, wireValue]).then(([k, v]) => build(k, v)),
+          {
+            barrier: waitMs > 0,
+            waitMs,
+            signal,
+            deadline: timeout === 0 || !Number.isFinite(timeout) ? undefined : left,
+            retry: true,
+            onSend: () => ticket?.sent(),
+            onReply: (r) => void (believed = ticket?.replied(r) ?? true),
+            onGiveUp: end,
+            onUnseenReply: (r) => ticket?.unseen(r),
+          },
+        );
       } catch (error) {
-        ticket.end();
-        if (error instanceof DeadlineError) return "deadline";
+        end();
+        if (error instanceof DeadlineError) return { outcome: "deadline", reply: null };
         throw error;
       }
+      known = true;
       if (reply.code === 200) {
         if (!believed) {
-          throw new SessionLostError(this.id ?? "", [wire], "lost while the lock was asked for");
+          throw new SessionLostError(this.id ?? "", [key!], "lost while the lock was asked for");
         }
         this.supervisor.watchLease();
-        return "granted";
+        return { outcome: "granted", reply };
       }
       if (reply.code === 409) {
         if (Date.now() < endAt) continue;
-        return "refused";
+        return { outcome: "refused", reply };
       }
       if (reply.code === 423) throw new DeadlockError(reply.message);
       if (reply.code === 400 && value !== null) {
         throw new UnsupportedCommandError("lock_value", replyLine(reply));
       }
-      throw unexpected(decoder.decode(bytes).trimEnd(), reply);
+      const command = value === null ? `lock ${key}` : `lock_value ${key} ${value}`;
+      throw unexpected(command, reply);
     }
   }
 
@@ -189,10 +209,15 @@ export class Session {
    *
    * @returns the reply, and whether it was sent again after a drop
    */
-  async unlock(wire: string): Promise<{ reply: Reply; retried: boolean }> {
+  async unlock(wireKey: string | Promise<string>): Promise<{ reply: Reply; retried: boolean }> {
     let retried = false;
+    let wire = typeof wireKey === "string" ? wireKey : "";
     const lost = () => new SessionLostError(this.id ?? "", [wire], "unlock() released it");
-    const reply = await this.request(unlockCommand(wire), {
+    const command = (w: string) => {
+      wire = w;
+      return unlockCommand(w);
+    };
+    const reply = await this.request(then(wireKey, command), {
       retry: true,
       onRetry: () => void (retried = true),
       onReply: (r) => this.ledger.unlocked(wire, r, lost()),
@@ -245,7 +270,9 @@ export class Session {
   /** Releases a lock nobody claims (granted after its caller gave up, or lost with a reply). */
   #releaseUnseen(wire: string): Promise<Reply | null> {
     if (this.closed) return Promise.resolve(null);
-    this.settings.logger?.debug(`elock: releasing ${wire}, which no caller holds`);
+    this.settings.logger?.debug(
+      `elock: releasing ${wire}, granted after its caller gave up (or lost with a reply)`,
+    );
     return this.request(unlockCommand(wire), { urgent: true, retry: true }).catch(() => null);
   }
 }
