@@ -55,7 +55,8 @@ for (const dialect of DIALECTS) {
       async () => {
         await withServer(dialect, async ({ connect, port }) => {
           await using proxy = await startProxy(port);
-          const a = await connect({ port: proxy.port, releaseTimeout: 60_000 });
+          // One session for the three handles: poolSize 1.
+          const a = await connect({ port: proxy.port, releaseTimeout: 60_000, poolSize: 1 });
           const events = record(a);
           const id = await a.sessionId();
           const locks = await Promise.all(["k1", "k2", "k3"].map((key) => a.acquire(key)));

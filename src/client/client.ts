@@ -459,6 +459,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async close(): Promise<void> {
+    this.#pool.close();
     await Promise.all(this.#pool.sessions.map((session) => session.close()));
   }
 
@@ -556,7 +557,7 @@ export class ELockClient extends EventTarget {
         valueWire,
         { timeout: timeout === 0 ? 0 : left(), signal },
         claim,
-      );
+      ).finally(() => this.#pool.poke());
       if (outcome !== "granted") {
         throw new LockUnavailableError(key, reply === null ? {} : { reply: replyLine(reply) });
       }

@@ -8,12 +8,14 @@
  * @module
  */
 
+import { ConnectionClosedError } from "../errors.ts";
 import { connIdCommand } from "../protocol/commands.ts";
 import { DeadlineError } from "../protocol/connection.ts";
 import type { Session } from "./session.ts";
 
 interface Waiter {
   take(session: Session): void;
+  fail(error: unknown): void;
 }
 
 /** See the module doc. */
@@ -21,9 +23,11 @@ export class SessionPool {
   readonly #sessions: Session[];
   readonly #size: number;
   readonly #open: () => Promise<Session>;
-  readonly #leased = new Set<Session>();
+  /** How many units of work hold each session. */
+  readonly #leased = new Map<Session, number>();
   readonly #waiters: Waiter[] = [];
   #opening = 0;
+  #closed = false;
 
   /**
    * @param primary the client's own session
@@ -42,19 +46,23 @@ export class SessionPool {
   }
 
   /**
-   * Leases a free session: one not leased and not busy with a wait, opening
-   * one while under the size, else waiting for one to come back.
+   * Leases a session: one nobody holds and not busy with a wait; else a new
+   * one while under the size; else, shared, the least held one not busy with
+   * a wait (so a task holding more locks than the pool has sessions never
+   * waits for itself); else waits for one to finish its wait.
    *
    * @throws {DeadlineError} the deadline (ms from now) passed first
    * @throws the signal's reason when aborted first
    */
   lease(options: { deadline: number; signal?: AbortSignal | undefined }): Promise<Session> {
-    const free = this.#free();
-    if (free !== undefined) {
-      this.#leased.add(free);
-      return Promise.resolve(free);
+    const free = this.#free(false);
+    if (free !== undefined) return Promise.resolve(this.#take(free));
+    if (this.#closed) {
+      return Promise.reject(new ConnectionClosedError("Connection closed: by the client"));
     }
     if (this.#sessions.length + this.#opening < this.#size) return this.#openOne();
+    const shared = this.#free(true);
+    if (shared !== undefined) return Promise.resolve(this.#take(shared));
     const { deadline, signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<Session>((resolve, reject) => {
@@ -65,15 +73,16 @@ export class SessionPool {
         const at = this.#waiters.indexOf(waiter);
         if (at >= 0) this.#waiters.splice(at, 1);
       };
+      const giveUp = (reason: unknown) => {
+        cleanup();
+        reject(reason);
+      };
       const waiter: Waiter = {
         take: (session) => {
           cleanup();
           resolve(session);
         },
-      };
-      const giveUp = (reason: unknown) => {
-        cleanup();
-        reject(reason);
+        fail: giveUp,
       };
       const onAbort = () => giveUp(signal!.reason);
       this.#waiters.push(waiter);
@@ -84,42 +93,80 @@ export class SessionPool {
     });
   }
 
-  /** Gives a leased session back: to the first waiter once it is not busy with a wait. */
+  /** Gives a leased session back; a waiter takes it once it is not busy with a wait. */
   give(session: Session): void {
-    if (session.connection.waiting && !session.closed) {
-      // An abandoned wait still occupies it: it comes back once the server answered.
-      session.request(connIdCommand()).then(() => this.give(session), () => this.give(session));
+    const count = (this.#leased.get(session) ?? 1) - 1;
+    if (count > 0) this.#leased.set(session, count);
+    else this.#leased.delete(session);
+    if (session.closed) {
+      this.#remove(session);
       return;
     }
-    this.#leased.delete(session);
-    if (session.closed) this.#remove(session);
-    else this.#handOut(session);
-  }
-
-  #free(): Session | undefined {
-    for (const session of [...this.#sessions]) {
-      if (session.closed) this.#remove(session);
-      else if (!this.#leased.has(session) && !session.connection.waiting) return session;
+    if (this.#waiters.length === 0) return;
+    if (session.connection.waiting) {
+      // An abandoned wait still occupies it: it is free once the server answered.
+      const retry = () => this.#handOut();
+      session.request(connIdCommand()).then(retry, retry);
+      return;
     }
-    return undefined;
+    this.#handOut();
   }
 
-  #handOut(session: Session): void {
-    const waiter = this.#waiters.shift();
-    if (waiter === undefined) return;
-    this.#leased.add(session);
-    waiter.take(session);
+  /** A session may have finished a wait: waiters may take it now. */
+  poke(): void {
+    this.#handOut();
+  }
+
+  #take(session: Session): Session {
+    this.#leased.set(session, (this.#leased.get(session) ?? 0) + 1);
+    return session;
+  }
+
+  /** Not busy with a wait; nobody's (or, `shared`, the least held). */
+  #free(shared: boolean): Session | undefined {
+    let best: Session | undefined;
+    for (const session of [...this.#sessions]) {
+      if (session.closed) {
+        this.#remove(session);
+        continue;
+      }
+      if (session.connection.waiting) continue;
+      const count = this.#leased.get(session) ?? 0;
+      if (count === 0) return session;
+      if (shared && (best === undefined || count < (this.#leased.get(best) ?? 0))) best = session;
+    }
+    return shared ? best : undefined;
+  }
+
+  #handOut(): void {
+    while (this.#waiters.length > 0) {
+      const session = this.#free(true);
+      if (session === undefined) return;
+      this.#waiters.shift()!.take(this.#take(session));
+    }
+  }
+
+  /** No more sessions are opened; one being opened is closed when it is. */
+  close(): void {
+    this.#closed = true;
+    for (const waiter of this.#waiters.splice(0)) {
+      waiter.fail(new ConnectionClosedError("Connection closed: by the client"));
+    }
   }
 
   async #openOne(): Promise<Session> {
     this.#opening++;
     try {
       const session = await this.#open();
+      if (this.#closed) {
+        await session.close();
+        throw new ConnectionClosedError("Connection closed: by the client");
+      }
       this.#sessions.push(session);
-      this.#leased.add(session);
-      return session;
+      return this.#take(session);
     } finally {
       this.#opening--;
+      queueMicrotask(() => this.#handOut());
     }
   }
 

@@ -198,8 +198,10 @@ export class Session {
       if (reply.code === 400 && value !== null) {
         throw new UnsupportedCommandError("lock_value", replyLine(reply));
       }
-      const command = value === null ? `lock ${key}` : `lock_value ${key} ${value}`;
-      throw unexpected(command, reply);
+      const sent = value === null
+        ? lockCommand(key!, waitMs)
+        : lockValueCommand(key!, value, waitMs);
+      throw unexpected(new TextDecoder().decode(sent).trimEnd(), reply);
     }
   }
 
