@@ -441,6 +441,7 @@ export class ELockClient extends EventTarget {
         new SessionLostError(primary.id ?? "", [], "quit() ended the session"),
       );
     } finally {
+      this.#pool.close();
       await Promise.all([
         primary.close("Connection closed: after quit"),
         ...this.#others().map((session) => this.#endSession(session)),
