@@ -148,7 +148,7 @@ test("the Worker loads the library's compiled modules, and not the server or CLI
   const names = (await libraryModules()).map((path) => relative(BUILD_ROOT, path)).sort();
   assert.ok(names.includes("mod.js"));
   assert.ok(names.includes(join("src", "transport", "socket.js")));
-  assert.ok(names.includes(join("src", "client.js")));
+  assert.ok(names.includes(join("src", "client", "client.js")));
   const serverOrCli = (n: string) =>
     n.startsWith(join("src", "server") + sep) || n.startsWith(join("src", "cli") + sep) ||
     n === join("src", "cli.js");
