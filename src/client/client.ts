@@ -461,7 +461,10 @@ export class ELockClient extends EventTarget {
    */
   async close(): Promise<void> {
     this.#pool.close();
-    await Promise.all(this.#pool.sessions.map((session) => session.close()));
+    await Promise.all([
+      ...this.#pool.sessions.map((session) => session.close()),
+      this.#pool.closed(),
+    ]);
   }
 
   /**
@@ -573,6 +576,11 @@ export class ELockClient extends EventTarget {
       });
       return lock;
     } catch (error) {
+      // A wait given up on still occupies its connection: a pool session holding nothing else
+      // is closed instead (the server drops its wait), so that it holds nobody back.
+      if (nested === null && session !== null && session !== this.#primary) {
+        this.#pool.discardIdleWait(session);
+      }
       finish();
       throw error;
     }

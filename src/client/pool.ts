@@ -28,6 +28,7 @@ export class SessionPool {
   readonly #waiters: Waiter[] = [];
   #opening = 0;
   #closed = false;
+  readonly #closing = new Set<Promise<void>>();
 
   /**
    * @param primary the client's own session
@@ -110,6 +111,25 @@ export class SessionPool {
       return;
     }
     this.#handOut();
+  }
+
+  /**
+   * Closes `session` if a wait given up on occupies it while it holds
+   * nothing and only its one lease uses it; the pool opens another when
+   * needed.
+   */
+  discardIdleWait(session: Session): void {
+    if (!session.connection.waiting || session.ledger.holding) return;
+    if ((this.#leased.get(session) ?? 0) > 1) return;
+    this.#remove(session);
+    const closing = session.close("Connection closed: its wait was given up");
+    this.#closing.add(closing);
+    void closing.finally(() => this.#closing.delete(closing));
+  }
+
+  /** Resolves once the sessions closed by the pool itself are closed. */
+  async closed(): Promise<void> {
+    await Promise.all(this.#closing);
   }
 
   /** A session may have finished a wait: waiters may take it now. */
