@@ -83,12 +83,12 @@ export function denoTransport(): Transport {
 
 /**
  * The connection's streams, wrapped: Deno's own close the whole connection
- * when the readable is cancelled or the writable closed or aborted, at once
- * (a reset, when bytes arrive after or were still unread). Here closing the
- * writable half-closes (`closeWrite()`), and cancelling the readable,
- * aborting the writable and `close()` close gracefully: `closeWrite()`,
- * read and drop what still arrives until the server closes its side (or a
- * bounded wait ends), then `close()`.
+ * at once when the readable is cancelled or the writable closed or aborted,
+ * and bytes the server still sends are then answered with a reset. Here
+ * closing the writable half-closes (`closeWrite()`), and cancelling the
+ * readable, aborting the writable and `close()` close gracefully:
+ * `closeWrite()`, read and drop what still arrives until the server closes
+ * its side (or a bounded wait ends), then `close()`.
  */
 function denoConnection(conn: DenoConn): TransportConnection {
   const source = conn.readable.getReader();

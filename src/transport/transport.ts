@@ -114,7 +114,15 @@ export interface Transport {
   connect(options: TransportConnectOptions): Promise<TransportConnection>;
 }
 
-/** How long a graceful close waits for the server to close its side before forcing. @internal */
+/**
+ * How long a graceful close waits for the server to close its side before
+ * forcing the socket shut, in ms. @internal
+ *
+ * @example
+ * ```ts ignore
+ * await _closeGracefully(end, destroy, closed, _CLOSE_GRACE_MS);
+ * ```
+ */
 export const _CLOSE_GRACE_MS = 1000;
 
 /**
@@ -122,6 +130,12 @@ export const _CLOSE_GRACE_MS = 1000;
  * end-of-stream once what was written has gone), then waits until `closed`
  * resolves (the peer closed its side too) or `graceMs` pass, and only then
  * `destroy()` and waits for `closed`. Never rejects. @internal
+ *
+ * @example
+ * ```ts ignore
+ * const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+ * await _closeGracefully(() => socket.end(), () => socket.destroy(), closed);
+ * ```
  */
 export async function _closeGracefully(
   end: () => unknown,
