@@ -78,8 +78,10 @@ export const listenBun: Listen = (options, onConnection) => {
 
 function bunConnection(socket: BunSocket, state: BunStreamState): ServerConnection {
   socket.setNoDelay(true);
+  const { readable, writable } = bunSocketStreams(socket, state);
   return {
-    ...bunSocketStreams(socket, state),
+    readable,
+    writable,
     remoteAddress: typeof socket.remotePort === "number"
       ? `${socket.remoteAddress}:${socket.remotePort}`
       : socket.remoteAddress,

@@ -48,8 +48,10 @@ export const listenNode: Listen = (options, onConnection) =>
 /** A server connection over a Node socket. */
 export function nodeConnection(socket: Socket): ServerConnection {
   socket.setNoDelay(true);
+  const { readable, writable } = nodeSocketStreams(socket);
   return {
-    ...nodeSocketStreams(socket),
+    readable,
+    writable,
     remoteAddress: `${socket.remoteAddress}:${socket.remotePort}`,
     close: () => void socket.end(),
     abort: () => void socket.destroy(),

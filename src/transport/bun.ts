@@ -101,36 +101,25 @@ export function bunTransport(): Transport {
               handshake?.reject(error);
               bunSocketEvents.error(state, error);
             },
-            handshake: (socket, success, error) => {
-              // `error`: the certificate failed a check (chain or name).
+            handshake: (_socket, success, error) => {
+              // `error`: the certificate failed a check (chain or name). The
+              // connection is closed below, gracefully.
               if (success && error === null) return handshake?.resolve();
               handshake?.reject(error ?? new Error("TLS handshake failed"));
-              socket.terminate();
             },
           },
         });
-        const close = () => socket.terminate();
+        const connection: TransportConnection = bunSocketStreams(socket, state);
         try {
           await handshaken;
         } catch (error) {
-          close();
+          void connection.close();
           throw error;
         }
-        return { socket, close };
+        socket.setNoDelay(true);
+        return connection;
       };
-      const { socket } = await _raceAbort(open, signal);
-      socket.setNoDelay(true);
-      const closed = new Promise<void>((resolve) => {
-        if (state.closed) resolve();
-        else state.onClosed = resolve;
-      });
-      return {
-        ...bunSocketStreams(socket, state),
-        close(): Promise<void> {
-          if (!state.closed) socket.terminate();
-          return closed;
-        },
-      } satisfies TransportConnection;
+      return await _raceAbort(open, signal);
     },
   };
 }

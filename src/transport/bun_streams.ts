@@ -5,13 +5,25 @@
  * Bun listener: the socket's callbacks call {@linkcode bunSocketEvents},
  * the streams come from {@linkcode bunSocketStreams}.
  *
+ * Bun's `terminate()` resets the connection (`SO_LINGER` 0, then close):
+ * the peer reads `ECONNRESET`, which crashes the NodeJS eLock server. And
+ * Bun's `end()` sends a FIN but closes the socket at once, so bytes the peer
+ * still sends are answered with a reset. These streams half-close with
+ * `shutdown()` (a FIN; the read side stays open: what Bun's own `node:net`
+ * does for `end()`), and `terminate()` only when the peer has not closed its
+ * side within a bounded wait.
+ *
  * @module
  */
+
+import { _closeGracefully } from "./transport.ts";
 
 /** The part of a Bun TCP socket these streams use. */
 export interface BunSocketLike {
   write(data: Uint8Array): number;
   end(): void;
+  /** Half-closes: a FIN, and the socket stays readable until the peer's. */
+  shutdown(): void;
   terminate(): void;
   pause(): void;
   resume(): void;
@@ -88,21 +100,58 @@ export const bunSocketEvents = {
 };
 
 /**
- * The socket's bytes as web streams.
+ * The socket's bytes as web streams, and a graceful `close`. Closing the
+ * writable half-closes the socket (`shutdown()`). Cancelling the readable,
+ * aborting the writable and `close()` all close the socket gracefully:
+ * `shutdown()` once the write under way (if any) is done, what still
+ * arrives is read and dropped, and only if the peer has not closed its side
+ * within a bounded wait, `terminate()`.
  *
  * @param socket the open socket
  * @param state the state its callbacks update
- * @returns the two streams
+ * @returns the two streams, and `close`, resolving once the socket has closed
  *
  * @example
  * ```ts ignore
- * const { readable, writable } = bunSocketStreams(socket, state);
+ * const { readable, writable, close } = bunSocketStreams(socket, state);
  * ```
  */
 export function bunSocketStreams(
   socket: BunSocketLike,
   state: BunStreamState,
-): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
+): {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+  close(): Promise<void>;
+} {
+  const closed = new Promise<void>((resolve) => {
+    if (state.closed) return resolve();
+    const onClosed = state.onClosed;
+    state.onClosed = () => {
+      onClosed();
+      resolve();
+    };
+  });
+  /** Half-closes once the write under way, if any, has gone. */
+  const halfClose = () => {
+    const written = state.written;
+    if (written === null) return socket.shutdown();
+    state.written = {
+      resolve() {
+        written.resolve();
+        socket.shutdown();
+      },
+      reject: written.reject,
+    };
+  };
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    closing ??= (() => {
+      // From now on what arrives is dropped (no controller), and read so that it is.
+      endReadable(state);
+      socket.resume();
+      return _closeGracefully(halfClose, () => socket.terminate(), closed);
+    })();
   const readable = new ReadableStream<Uint8Array>({
     start(controller) {
       state.controller = controller;
@@ -113,7 +162,7 @@ export function bunSocketStreams(
     },
     cancel() {
       state.controller = null;
-      socket.terminate();
+      return close();
     },
   }, { highWaterMark: 8 });
   const writable = new WritableStream<Uint8Array>({
@@ -126,13 +175,13 @@ export function bunSocketStreams(
       return new Promise<void>((resolve, reject) => state.written = { resolve, reject });
     },
     close() {
-      socket.end();
+      socket.shutdown();
     },
     abort() {
-      socket.terminate();
+      return close();
     },
   });
-  return { readable, writable };
+  return { readable, writable, close };
 }
 
 function endReadable(state: BunStreamState): void {

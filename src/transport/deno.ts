@@ -5,12 +5,20 @@
  * @module
  */
 
-import { _raceAbort, type TlsOptions, type Transport } from "./transport.ts";
+import {
+  _closeGracefully,
+  _raceAbort,
+  type TlsOptions,
+  type Transport,
+  type TransportConnection,
+} from "./transport.ts";
 
 /** The part of a `Deno.TcpConn` or `Deno.TlsConn` this adapter uses. */
 interface DenoConn {
   readonly readable: ReadableStream<Uint8Array>;
   readonly writable: WritableStream<Uint8Array>;
+  /** Half-closes: shuts the write side down (a FIN), the read side stays open. */
+  closeWrite(): Promise<void>;
   close(): void;
 }
 
@@ -62,27 +70,92 @@ export function denoTransport(): Transport {
   return {
     async connect({ host, port, signal, tls }) {
       const deno = (globalThis as unknown as { Deno: DenoNamespace }).Deno;
-      const open = async () => {
-        const conn = tls === undefined
-          ? await connectTcp(deno, host, port)
-          : await connectTls(deno, host, port, tls);
-        return { conn, close: () => closeQuietly(conn) };
-      };
-      const { conn } = await _raceAbort(open, signal);
-      let closed = false;
-      return {
-        readable: conn.readable,
-        writable: conn.writable,
-        close() {
-          if (!closed) {
-            closed = true;
-            closeQuietly(conn);
-          }
-          return Promise.resolve();
-        },
-      };
+      const open = async () =>
+        denoConnection(
+          tls === undefined
+            ? await connectTcp(deno, host, port)
+            : await connectTls(deno, host, port, tls),
+        );
+      return await _raceAbort(open, signal);
     },
   };
+}
+
+/**
+ * The connection's streams, wrapped: Deno's own close the whole connection
+ * at once when the readable is cancelled or the writable closed or aborted,
+ * and bytes the server still sends are then answered with a reset. Here
+ * closing the writable half-closes (`closeWrite()`), and cancelling the
+ * readable, aborting the writable and `close()` close gracefully:
+ * `closeWrite()`, read and drop what still arrives until the server closes
+ * its side (or a bounded wait ends), then `close()`.
+ */
+function denoConnection(conn: DenoConn): TransportConnection {
+  const source = conn.readable.getReader();
+  const sink = conn.writable.getWriter();
+  let deliver: ReadableStreamDefaultController<Uint8Array> | null = null;
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    closing ??= (async () => {
+      const controller = deliver;
+      deliver = null;
+      try {
+        controller?.close();
+      } catch {
+        // Already closed or cancelled.
+      }
+      // Read to the end (the server's FIN), dropping what arrives.
+      const drained = (async () => {
+        try {
+          while (!(await source.read()).done);
+        } catch {
+          // Reset or closed: the end all the same.
+        }
+      })();
+      await _closeGracefully(
+        () => conn.closeWrite().catch(() => {}),
+        () => closeQuietly(conn), // ends the read above
+        drained,
+      );
+      closeQuietly(conn);
+    })();
+  const readable = new ReadableStream<Uint8Array>({
+    start(controller) {
+      deliver = controller;
+    },
+    async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
+      try {
+        chunk = await source.read();
+      } catch (error) {
+        if (deliver === controller) controller.error(error);
+        return;
+      }
+      if (deliver !== controller) return;
+      if (chunk.done) {
+        deliver = null;
+        controller.close();
+      } else {
+        controller.enqueue(chunk.value);
+      }
+    },
+    cancel() {
+      deliver = null;
+      return close();
+    },
+  }, { highWaterMark: 0 });
+  const writable = new WritableStream<Uint8Array>({
+    write(chunk) {
+      return sink.write(chunk);
+    },
+    close() {
+      return conn.closeWrite();
+    },
+    abort() {
+      return close();
+    },
+  });
+  return { readable, writable, close };
 }
 
 async function connectTcp(deno: DenoNamespace, host: string, port: number): Promise<DenoTcpConn> {

@@ -91,11 +91,7 @@ export function nodeTransport(): Transport {
             resolve(socket);
           });
         });
-      const socket = await _raceAbort(
-        () => open().then((s) => ({ s, close: () => s.destroy() })),
-        signal,
-      );
-      return nodeConnection(socket.s);
+      return await _raceAbort(() => open().then(nodeConnection), signal);
     },
   };
 }
@@ -123,14 +119,7 @@ async function tlsConnect(host: string, port: number, options: TlsOptions): Prom
   };
 }
 
-/** Node's socket as a transport connection. */
+/** Node's socket as a transport connection; `close()` ends it gracefully. */
 function nodeConnection(socket: Socket): TransportConnection {
-  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-  return {
-    ...nodeSocketStreams(socket),
-    close() {
-      socket.destroy();
-      return closed;
-    },
-  };
+  return nodeSocketStreams(socket);
 }

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { _closeGracefully } from "./transport.ts";
+
 /** The part of a Node `net.Socket` these streams use. */
 export interface NodeSocketLike {
   readonly destroyed: boolean;
@@ -22,44 +24,69 @@ export interface NodeSocketLike {
 }
 
 /**
- * The socket's bytes as web streams. The readable ends when the socket ends
- * or closes (also after an error); a write rejects once the socket is gone.
+ * The socket's bytes as web streams, and a graceful `close`. The readable
+ * ends when the socket ends or closes (also after an error); a write rejects
+ * once the socket is gone. Closing the writable half-closes the socket
+ * (`end()`). Cancelling the readable, aborting the writable and `close()`
+ * all close the socket gracefully: `end()`, what still arrives is read and
+ * dropped (unread bytes would make the kernel reset the connection), and
+ * only if the peer has not closed its side within a bounded wait is the
+ * socket destroyed.
  *
  * @param socket a connected socket
- * @returns the two streams
+ * @returns the two streams, and `close`, resolving once the socket has closed
  *
  * @example
  * ```ts ignore
- * const { readable, writable } = nodeSocketStreams(net.connect({ port: 11400 }));
+ * const { readable, writable, close } = nodeSocketStreams(net.connect({ port: 11400 }));
  * ```
  */
 export function nodeSocketStreams(
   socket: NodeSocketLike,
-): { readable: ReadableStream<Uint8Array>; writable: WritableStream<Uint8Array> } {
+): {
+  readable: ReadableStream<Uint8Array>;
+  writable: WritableStream<Uint8Array>;
+  close(): Promise<void>;
+} {
   socket.on("error", () => {
     // "close" follows; the streams report the end.
   });
+  const closed = new Promise<void>((resolve) => socket.on("close", () => resolve()));
+  let deliver: ReadableStreamDefaultController<Uint8Array> | null = null;
+  const endReadable = () => {
+    const controller = deliver;
+    deliver = null;
+    try {
+      controller?.close();
+    } catch {
+      // Already closed or cancelled.
+    }
+  };
+  let closing: Promise<void> | null = null;
+  const close = () =>
+    closing ??= (() => {
+      // From now on what arrives is dropped, and read so that it is.
+      endReadable();
+      socket.resume();
+      return _closeGracefully(() => socket.end(), () => socket.destroy(), closed);
+    })();
   const readable = new ReadableStream<Uint8Array>({
     start(controller) {
-      const end = () => {
-        try {
-          controller.close();
-        } catch {
-          // Already closed.
-        }
-      };
+      deliver = controller;
       socket.on("data", (chunk: Uint8Array) => {
-        controller.enqueue(chunk);
-        if ((controller.desiredSize ?? 1) <= 0) socket.pause();
+        if (deliver === null) return;
+        deliver.enqueue(chunk);
+        if ((deliver.desiredSize ?? 1) <= 0) socket.pause();
       });
-      socket.on("end", end);
-      socket.on("close", end);
+      socket.on("end", endReadable);
+      socket.on("close", endReadable);
     },
     pull() {
       socket.resume();
     },
     cancel() {
-      socket.destroy();
+      deliver = null;
+      return close();
     },
   }, { highWaterMark: 8 });
   const writable = new WritableStream<Uint8Array>({
@@ -82,8 +109,8 @@ export function nodeSocketStreams(
       socket.end();
     },
     abort() {
-      socket.destroy();
+      return close();
     },
   });
-  return { readable, writable };
+  return { readable, writable, close };
 }

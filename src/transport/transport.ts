@@ -75,7 +75,12 @@ export interface TransportConnection {
   readonly readable: ReadableStream<Uint8Array>;
   /** Bytes to the server. A write resolves once the bytes are handed to the socket. */
   readonly writable: WritableStream<Uint8Array>;
-  /** Closes the connection at once, in both directions. Never rejects. */
+  /**
+   * Closes the connection in both directions, gracefully: ends the write
+   * side (the server reads end-of-stream, not a reset), discards what still
+   * arrives, and resolves once the server has closed its side too, or
+   * forces the socket shut after a bounded wait. Never rejects.
+   */
   close(): Promise<void>;
 }
 
@@ -107,6 +112,53 @@ export interface Transport {
    *   or the signal's reason
    */
   connect(options: TransportConnectOptions): Promise<TransportConnection>;
+}
+
+/**
+ * How long a graceful close waits for the server to close its side before
+ * forcing the socket shut, in ms. @internal
+ *
+ * @example
+ * ```ts ignore
+ * await _closeGracefully(end, destroy, closed, _CLOSE_GRACE_MS);
+ * ```
+ */
+export const _CLOSE_GRACE_MS = 1000;
+
+/**
+ * Closes a socket gracefully: `end()` (half-close: the peer reads
+ * end-of-stream once what was written has gone), then waits until `closed`
+ * resolves (the peer closed its side too) or `graceMs` pass, and only then
+ * `destroy()` and waits for `closed`. Never rejects. @internal
+ *
+ * @example
+ * ```ts ignore
+ * const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+ * await _closeGracefully(() => socket.end(), () => socket.destroy(), closed);
+ * ```
+ */
+export async function _closeGracefully(
+  end: () => unknown,
+  destroy: () => unknown,
+  closed: Promise<void>,
+  graceMs: number = _CLOSE_GRACE_MS,
+): Promise<void> {
+  try {
+    end();
+  } catch {
+    // Already ended or closed: the wait below settles it.
+  }
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), graceMs));
+  const outcome = await Promise.race([closed, late]);
+  clearTimeout(timer);
+  if (outcome !== "late") return;
+  try {
+    destroy();
+  } catch {
+    // Already closed.
+  }
+  await closed;
 }
 
 /**
