@@ -197,11 +197,11 @@ for (const dialect of DIALECTS) {
       const a = await connect();
       const b = await connect();
       await a.lock("k");
-      const waiting = b.lock("k", { timeout: 30_000 });
-      const queued = b.stats();
+      const waiting = assert.rejects(b.lock("k", { timeout: 30_000 }), ConnectionClosedError);
+      const queued = assert.rejects(b.stats(), ConnectionClosedError);
       await b.close();
-      await assert.rejects(waiting, ConnectionClosedError);
-      await assert.rejects(queued, ConnectionClosedError);
+      await waiting;
+      await queued;
       await assert.rejects(b.unlock("k"), ConnectionClosedError);
     });
   });

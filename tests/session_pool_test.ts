@@ -68,7 +68,11 @@ for (const dialect of DIALECTS) {
       await other.unlock("busy");
       const free = await next;
       assert.equal(await free.release(), true);
-      assert.equal(await other.lock("busy", { timeout: 5000 }), true, "the late grant was released");
+      assert.equal(
+        await other.lock("busy", { timeout: 5000 }),
+        true,
+        "the late grant was released",
+      );
       assert.ok(server.port > 0);
     });
   });

@@ -29,6 +29,7 @@ export class SessionPool {
   #opening = 0;
   #closed = false;
   readonly #closing = new Set<Promise<void>>();
+  readonly #watched = new Set<Session>();
 
   /**
    * @param primary the client's own session
@@ -87,6 +88,7 @@ export class SessionPool {
       };
       const onAbort = () => giveUp(signal!.reason);
       this.#waiters.push(waiter);
+      this.#watchWaits();
       signal?.addEventListener("abort", onAbort, { once: true });
       if (Number.isFinite(deadline)) {
         timer = setTimeout(() => giveUp(new DeadlineError()), Math.min(deadline, 2 ** 31 - 1));
@@ -103,14 +105,21 @@ export class SessionPool {
       this.#remove(session);
       return;
     }
-    if (this.#waiters.length === 0) return;
-    if (session.connection.waiting) {
-      // An abandoned wait still occupies it: it is free once the server answered.
-      const retry = () => this.#handOut();
-      session.request(connIdCommand()).then(retry, retry);
-      return;
-    }
     this.#handOut();
+  }
+
+  /** Hands out sessions once the waits that occupy them are answered. */
+  #watchWaits(): void {
+    for (const session of this.#sessions) {
+      if (!session.connection.waiting || session.closed || this.#watched.has(session)) continue;
+      this.#watched.add(session);
+      // Sent behind the wait: its reply says the connection is free again.
+      const free = () => {
+        this.#watched.delete(session);
+        this.#handOut();
+      };
+      session.request(connIdCommand()).then(free, free);
+    }
   }
 
   /**
@@ -161,7 +170,7 @@ export class SessionPool {
   #handOut(): void {
     while (this.#waiters.length > 0) {
       const session = this.#free(true);
-      if (session === undefined) return;
+      if (session === undefined) return this.#watchWaits();
       this.#waiters.shift()!.take(this.#take(session));
     }
   }

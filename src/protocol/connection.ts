@@ -547,7 +547,7 @@ class Wire {
   readonly #stream: TransportConnection;
   readonly #reader: ReplyReader;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #closing = false;
+  #closing: Promise<void> | null = null;
 
   constructor(stream: TransportConnection, owner: Connection, maxLineLength: number | undefined) {
     this.owner = owner;
@@ -565,12 +565,14 @@ class Wire {
     return this.#writer.write(bytes);
   }
 
-  async close(): Promise<void> {
-    if (this.#closing) return;
-    this.#closing = true;
-    await this.#reader.cancel().catch(() => {});
-    await this.#writer.abort().catch(() => {});
-    await this.#stream.close().catch(() => {});
+  /** Closes the streams; every call returns the same promise. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      await this.#reader.cancel().catch(() => {});
+      await this.#writer.abort().catch(() => {});
+      await this.#stream.close().catch(() => {});
+    })();
+    return this.#closing;
   }
 
   async #readLoop(): Promise<void> {
@@ -579,7 +581,7 @@ class Wire {
       try {
         reply = await this.#reader.read();
       } catch (error) {
-        if (!this.#closing) {
+        if (this.#closing === null) {
           this.owner?.onWireError(
             error instanceof ELockError
               ? error
