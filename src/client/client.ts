@@ -270,7 +270,9 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async unlock(key: string): Promise<boolean> {
-    const { reply, retried } = await this.#primary.unlock(this.#word(key, "key"));
+    const { reply, retried } = await this.#primary.unlock(this.#word(key, "key")).finally(() =>
+      this.#pool.poke()
+    );
     // A 403 to a repeated unlock: the first attempt may have released it.
     if (reply.code === 200 || reply.code === 403) return reply.code === 200 || retried;
     throw unexpected(`unlock ${await this.#word(key, "key")}`, reply);
@@ -288,7 +290,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async unlockAll(): Promise<void> {
-    const reply = await this.#primary.unlockAll();
+    const reply = await this.#primary.unlockAll().finally(() => this.#pool.poke());
     if (reply.code !== 200) throw unexpected("unlock_all", reply);
   }
 
@@ -461,10 +463,7 @@ export class ELockClient extends EventTarget {
    */
   async close(): Promise<void> {
     this.#pool.close();
-    await Promise.all([
-      ...this.#pool.sessions.map((session) => session.close()),
-      this.#pool.closed(),
-    ]);
+    await Promise.all(this.#pool.sessions.map((session) => session.close()));
   }
 
   /**
@@ -553,7 +552,9 @@ export class ELockClient extends EventTarget {
       if (nested === null && session !== null) this.#pool.give(session);
     };
     try {
-      session ??= await this.#pool.lease({ deadline: left(), signal }).catch(unavailable);
+      session ??= await this.#pool.lease({ deadline: left(), signal, key: wire }).catch(
+        unavailable,
+      );
       const lock = new HeldLock(key, value, session);
       const claim = { lose: (error: SessionLostError) => loseLock(lock, error) };
       const { outcome, reply } = await session.lock(
@@ -576,11 +577,6 @@ export class ELockClient extends EventTarget {
       });
       return lock;
     } catch (error) {
-      // A wait given up on still occupies its connection: a pool session holding nothing else
-      // is closed instead (the server drops its wait), so that it holds nobody back.
-      if (nested === null && session !== null && session !== this.#primary) {
-        this.#pool.discardIdleWait(session);
-      }
       finish();
       throw error;
     }

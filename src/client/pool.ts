@@ -14,6 +14,7 @@ import { DeadlineError } from "../protocol/connection.ts";
 import type { Session } from "./session.ts";
 
 interface Waiter {
+  readonly key: string;
   take(session: Session): void;
   fail(error: unknown): void;
 }
@@ -28,7 +29,6 @@ export class SessionPool {
   readonly #waiters: Waiter[] = [];
   #opening = 0;
   #closed = false;
-  readonly #closing = new Set<Promise<void>>();
   readonly #watched = new Set<Session>();
 
   /**
@@ -56,14 +56,17 @@ export class SessionPool {
    * @throws {DeadlineError} the deadline (ms from now) passed first
    * @throws the signal's reason when aborted first
    */
-  lease(options: { deadline: number; signal?: AbortSignal | undefined }): Promise<Session> {
-    const free = this.#free(false);
+  lease(
+    options: { deadline: number; signal?: AbortSignal | undefined; key: string },
+  ): Promise<Session> {
+    const { key } = options;
+    const free = this.#free(false, key);
     if (free !== undefined) return Promise.resolve(this.#take(free));
     if (this.#closed) {
       return Promise.reject(new ConnectionClosedError("Connection closed: by the client"));
     }
     if (this.#sessions.length + this.#opening < this.#size) return this.#openOne();
-    const shared = this.#free(true);
+    const shared = this.#free(true, key);
     if (shared !== undefined) return Promise.resolve(this.#take(shared));
     const { deadline, signal } = options;
     if (signal?.aborted) return Promise.reject(signal.reason);
@@ -80,6 +83,7 @@ export class SessionPool {
         reject(reason);
       };
       const waiter: Waiter = {
+        key,
         take: (session) => {
           cleanup();
           resolve(session);
@@ -122,25 +126,6 @@ export class SessionPool {
     }
   }
 
-  /**
-   * Closes `session` if a wait given up on occupies it while it holds
-   * nothing and only its one lease uses it; the pool opens another when
-   * needed.
-   */
-  discardIdleWait(session: Session): void {
-    if (!session.connection.waiting || session.ledger.holding) return;
-    if ((this.#leased.get(session) ?? 0) > 1) return;
-    this.#remove(session);
-    const closing = session.close("Connection closed: its wait was given up");
-    this.#closing.add(closing);
-    void closing.finally(() => this.#closing.delete(closing));
-  }
-
-  /** Resolves once the sessions closed by the pool itself are closed. */
-  async closed(): Promise<void> {
-    await Promise.all(this.#closing);
-  }
-
   /** A session may have finished a wait: waiters may take it now. */
   poke(): void {
     this.#handOut();
@@ -151,8 +136,12 @@ export class SessionPool {
     return session;
   }
 
-  /** Not busy with a wait; nobody's (or, `shared`, the least held). */
-  #free(shared: boolean): Session | undefined {
+  /**
+   * Not busy with a wait, not holding `key` (a raw `lock()` of the client's
+   * own session: the pool's lock must exclude it, not re-enter it); nobody's
+   * (or, `shared`, the least held).
+   */
+  #free(shared: boolean, key?: string): Session | undefined {
     let best: Session | undefined;
     for (const session of [...this.#sessions]) {
       if (session.closed) {
@@ -160,6 +149,7 @@ export class SessionPool {
         continue;
       }
       if (session.connection.waiting) continue;
+      if (key !== undefined && session.ledger.claimed(key)) continue;
       const count = this.#leased.get(session) ?? 0;
       if (count === 0) return session;
       if (shared && (best === undefined || count < (this.#leased.get(best) ?? 0))) best = session;
@@ -169,7 +159,7 @@ export class SessionPool {
 
   #handOut(): void {
     while (this.#waiters.length > 0) {
-      const session = this.#free(true);
+      const session = this.#free(true, this.#waiters[0]!.key);
       if (session === undefined) return this.#watchWaits();
       this.#waiters.shift()!.take(this.#take(session));
     }
