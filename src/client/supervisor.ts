@@ -45,8 +45,6 @@ export class Supervisor {
   #stopped = false;
   /** The lease ran out (or the session was refused): the next connection starts a new session. */
   #expired = false;
-  /** Refusals of the resume by an original server in this reconnection (one is forgiven). */
-  #refusals = 0;
   readonly #stop = new AbortController();
   #fresh: Connection | null = null;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
@@ -179,7 +177,8 @@ export class Supervisor {
     const releaseTimeout = session.releaseTimeout ?? DEFAULT_RELEASE_TIMEOUT;
     if (session.id === null && !this.#expired) this.#expire("its id was not known");
     const giveUpAt = droppedAt + Math.max(releaseTimeout, settings.commandTimeout);
-    this.#refusals = 0;
+    // The server must have seen the old connection end before a refusal to resume means anything.
+    await connection.dropped;
     let lastError: unknown = drop;
     for (let attempt = 1;; attempt++) {
       if (connection.failure !== null || this.#stopped) return;
@@ -240,10 +239,9 @@ export class Supervisor {
       if (current.code !== 200 || current.message === "") throw unexpected("conn_id", current);
       let outcome: "resumed" | "new" = id === null ? "new" : "resumed";
       if (resumed !== null && resumed.code !== 200) {
-        // The extended server says why. The original one does not: its refusal is forgiven
-        // once (it may not have seen the old connection close yet), then means the session is gone.
-        const original = !/resume/i.test(resumed.message);
-        if (/still active/i.test(resumed.message) || (original && this.#refusals++ === 0)) {
+        // The extended server says why. The original one does not: once it has seen the old
+        // connection end (awaited before the first attempt), a refusal means the session is gone.
+        if (/still active/i.test(resumed.message)) {
           await fresh.close();
           return "busy";
         }

@@ -160,6 +160,7 @@ export class Connection {
   #limit = 0;
   #sent = false;
   #down: ConnectionClosedError | null = null;
+  #dropped: Promise<void> = Promise.resolve();
 
   /**
    * Starts reading replies from the stream.
@@ -191,6 +192,14 @@ export class Connection {
   /** Whether a waiting lock (a barrier) is in flight: nothing else is sent until it is answered. */
   get waiting(): boolean {
     return this.#inflight.at(-1)?.options.barrier === true;
+  }
+
+  /**
+   * Resolves once the transport connection of the last drop is closed (the
+   * server has seen it end, or the transport stopped waiting for that).
+   */
+  get dropped(): Promise<void> {
+    return this.#dropped;
   }
 
   /** Why the connection dropped, while it waits for {@linkcode Connection.adopt}; else `null`. */
@@ -320,8 +329,11 @@ export class Connection {
    */
   #drop(error: ELockError, overdue: boolean): void {
     if (this.#failure !== null || this.#down !== null) return;
+    let closed = () => {};
+    this.#dropped = new Promise<void>((resolve) => void (closed = resolve));
     const keep = this.#options.onDrop?.(error) === true;
     if (!keep || error instanceof ProtocolError || !(error instanceof ConnectionClosedError)) {
+      closed();
       this.fail(error);
       return;
     }
@@ -349,7 +361,7 @@ export class Connection {
     this.#queue.unshift(...again);
     const old = this.#wire;
     old.owner = null;
-    void old.close();
+    void old.close().then(closed);
   }
 
   /** The wire's stream ended or failed. @internal */
