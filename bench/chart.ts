@@ -51,7 +51,9 @@ export function chartSpec(results: BenchResults): Spec {
     groupedBars(
       `2. Throughput, ${results.loadRuntime} clients on distinct keys: total ops/s (label: p99 ms)`,
       results.throughput.map((t) => ({
-        group: `${t.clients} client${t.clients === 1 ? "" : "s"}`,
+        group: t.shared
+          ? `${t.clients} loops, 1 client${t.api === "withLock" ? ", withLock" : ""}`
+          : `${t.clients} client${t.clients === 1 ? "" : "s"}`,
         series: "ops/s",
         value: t.opsPerSec,
         label: t.p99Ms.toFixed(2),

@@ -19,6 +19,8 @@ import type {
 export interface BenchConfig {
   readonly overhead: OverheadOptions;
   readonly throughputClients: readonly number[];
+  /** Loops sharing one client (raw, then withLock). */
+  readonly sharedLoops: readonly number[];
   readonly throughput: Omit<ThroughputOptions, "clients">;
   readonly contention: ContentionOptions;
   readonly state: StateScaleOptions;
@@ -31,6 +33,7 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
   full: {
     overhead: { rounds: 200, roundMs: 40, warmupMs: 1000 },
     throughputClients: [1, 8, 64, 256],
+    sharedLoops: [64],
     throughput: { rounds: 5, roundMs: 1000, warmupMs: 500 },
     contention: { clients: 16, rounds: 5, roundMs: 1000 },
     state: { connections: 10_000, locksPerConnection: 10, batch: 250 },
@@ -40,6 +43,7 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
   quick: {
     overhead: { rounds: 40, roundMs: 40, warmupMs: 200 },
     throughputClients: [1, 8, 64, 256],
+    sharedLoops: [64],
     throughput: { rounds: 3, roundMs: 300, warmupMs: 150 },
     contention: { clients: 16, rounds: 3, roundMs: 400 },
     state: { connections: 10_000, locksPerConnection: 10, batch: 250 },
@@ -49,6 +53,7 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
   smoke: {
     overhead: { rounds: 2, roundMs: 60, warmupMs: 40 },
     throughputClients: [1, 8],
+    sharedLoops: [8],
     throughput: { rounds: 1, roundMs: 80, warmupMs: 20 },
     contention: { clients: 4, rounds: 1, roundMs: 100 },
     state: { connections: 20, locksPerConnection: 10, batch: 20 },

@@ -195,12 +195,17 @@ export function formatTables(results: BenchResults): string {
       ]),
     ),
     "",
-    `2. Throughput: clients on distinct keys, each looping lock/unlock`,
+    `2. Throughput: loops on distinct keys, each looping lock/unlock (a client each, or one shared)`,
     table(
-      ["clients", "total ops/s", "p50 ms", "p99 ms"],
-      results.throughput.map((
-        t,
-      ) => [String(t.clients), int(t.opsPerSec), ms(t.p50Ms), ms(t.p99Ms)]),
+      ["loops", "clients", "api", "total ops/s", "p50 ms", "p99 ms"],
+      results.throughput.map((t) => [
+        String(t.clients),
+        t.shared ? "1 shared" : String(t.clients),
+        t.api === "withLock" ? "withLock" : "lock/unlock",
+        int(t.opsPerSec),
+        ms(t.p50Ms),
+        ms(t.p99Ms),
+      ]),
     ),
     "",
     `3. Contention: ${results.contention.clients} clients on one hot key, waiting`,

@@ -218,10 +218,15 @@ async function main(): Promise<void> {
     log(`2. throughput (clients on ${loadRuntime}, server: ${reference})`);
     const throughput = await runWorker<ThroughputFigures>(
       loadRuntime,
-      config.throughputClients.map((clients) => ({
-        kind: "throughput",
+      [
+        ...config.throughputClients.map((clients) => ({ clients })),
+        ...config.sharedLoops.flatMap((clients) =>
+          (["raw", "withLock"] as const).map((api) => ({ clients, shared: true, api }))
+        ),
+      ].map((shape) => ({
+        kind: "throughput" as const,
         target,
-        options: { clients, ...config.throughput },
+        options: { ...shape, ...config.throughput },
       })),
       fdLimit,
     );

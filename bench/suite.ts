@@ -34,6 +34,13 @@ export async function runInProcess(mode: BenchMode = "smoke"): Promise<BenchResu
   for (const clients of config.throughputClients) {
     throughput.push(await measureThroughput(target, { clients, ...config.throughput }));
   }
+  for (const clients of config.sharedLoops) {
+    for (const api of ["raw", "withLock"] as const) {
+      throughput.push(
+        await measureThroughput(target, { clients, shared: true, api, ...config.throughput }),
+      );
+    }
+  }
   const contention = await measureContention(target, config.contention);
   const servers = [];
   for (const connections of config.serverConnections) {

@@ -23,7 +23,11 @@ test("the bench harness produces well-formed results, tables and a chart", {
   const results = await smokeResults();
   assert.deepEqual(problemsOf(results), []);
   assert.equal(results.mode, "smoke");
-  assert.deepEqual(results.throughput.map((t) => t.clients), [1, 8]);
+  assert.deepEqual(results.throughput.map((t) => t.clients), [1, 8, 8, 8]);
+  assert.deepEqual(
+    results.throughput.map((t) => [t.shared ?? false, t.api ?? "raw"]),
+    [[false, "raw"], [false, "raw"], [true, "raw"], [true, "withLock"]],
+  );
   assert.equal(results.stateScale[0]!.connections * results.stateScale[0]!.locksPerConnection, 200);
   const tables = formatTables(results);
   for (
