@@ -270,9 +270,8 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async unlock(key: string): Promise<boolean> {
-    const { reply, retried } = await this.#primary.unlock(this.#word(key, "key")).finally(() =>
-      this.#pool.poke()
-    );
+    const { reply, retried } = await this.#primary.unlock(this.#word(key, "key"));
+    this.#pool.poke();
     // A 403 to a repeated unlock: the first attempt may have released it.
     if (reply.code === 200 || reply.code === 403) return reply.code === 200 || retried;
     throw unexpected(`unlock ${await this.#word(key, "key")}`, reply);
@@ -290,7 +289,8 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async unlockAll(): Promise<void> {
-    const reply = await this.#primary.unlockAll().finally(() => this.#pool.poke());
+    const reply = await this.#primary.unlockAll();
+    this.#pool.poke();
     if (reply.code !== 200) throw unexpected("unlock_all", reply);
   }
 

@@ -35,6 +35,8 @@ interface KeyState {
  */
 export class SessionLedger {
   readonly #keys = new Map<string, KeyState>();
+  /** How many keys are held, or maybe held. */
+  #held = 0;
   readonly #release: (wire: string) => Promise<Reply | null>;
   /** Counts session losses: a grant sent in an older epoch is not believed. */
   epoch = 0;
@@ -49,8 +51,7 @@ export class SessionLedger {
 
   /** Whether any key is held, or may be. */
   get holding(): boolean {
-    for (const state of this.#keys.values()) if (state.held !== false) return true;
-    return false;
+    return this.#held > 0;
   }
 
   /** The keys held, or maybe held, as on the wire. */
@@ -89,12 +90,12 @@ export class SessionLedger {
   }
 
   /** An `unlock` of `wire` was answered (`null`: its reply was lost). */
-  unlocked(wire: string, reply: Reply | null, error: SessionLostError): void {
+  unlocked(wire: string, reply: Reply | null, error: () => SessionLostError): void {
     const state = this.#keys.get(wire);
     if (state === undefined) return;
     state.releasing = false;
     this.#loseClaims(state, error);
-    state.held = reply === null ? "maybe" : false;
+    this.hold(state, reply === null ? "maybe" : false);
     this.settle(wire);
   }
 
@@ -102,7 +103,7 @@ export class SessionLedger {
   unlockedAll(error: SessionLostError): void {
     for (const [wire, state] of this.#keys) {
       this.#loseClaims(state, error);
-      state.held = false;
+      this.hold(state, false);
       this.settle(wire);
     }
   }
@@ -118,11 +119,17 @@ export class SessionLedger {
     this.epoch++;
     for (const [wire, state] of this.#keys) {
       this.#loseClaims(state, error);
-      state.held = false;
+      this.hold(state, false);
       state.releasing = false;
       this.settle(wire);
     }
     return keys;
+  }
+
+  /** Sets what the server holds of a key, keeping count. @internal */
+  hold(state: KeyState, held: boolean | "maybe"): void {
+    if ((state.held === false) !== (held === false)) this.#held += held === false ? -1 : 1;
+    state.held = held;
   }
 
   /** @internal */
@@ -150,14 +157,16 @@ export class SessionLedger {
       if (this.epoch !== epoch || this.#keys.get(wire) !== state) return;
       state.releasing = false;
       if (reply === null) return;
-      if (reply.code === 200 || reply.code === 403) state.held = false;
+      if (reply.code === 200 || reply.code === 403) this.hold(state, false);
       this.settle(wire);
     });
   }
 
-  #loseClaims(state: KeyState, error: SessionLostError): void {
+  #loseClaims(state: KeyState, error: SessionLostError | (() => SessionLostError)): void {
     state.raw = false;
-    for (const claim of state.claims) claim.lose(error);
+    if (state.claims.size === 0) return;
+    const reason = typeof error === "function" ? error() : error;
+    for (const claim of state.claims) claim.lose(reason);
     state.claims.clear();
   }
 }
@@ -201,11 +210,11 @@ export class LockTicket {
       return true;
     }
     if (this.#epoch !== this.#ledger.epoch) {
-      state.held = "maybe";
+      this.#ledger.hold(state, "maybe");
       this.#ledger.settle(this.#wire);
       return false;
     }
-    state.held = true;
+    this.#ledger.hold(state, true);
     if (this.#claim === "raw") state.raw = true;
     else state.claims.add(this.#claim);
     return true;
@@ -223,8 +232,8 @@ export class LockTicket {
     const state = this.#ledger.state(this.#wire);
     this.#end(state);
     if (this.#epoch === this.#ledger.epoch) {
-      if (reply === null) state.held = state.held === true ? true : "maybe";
-      else if (reply.code === 200) state.held = true;
+      if (reply === null) this.#ledger.hold(state, state.held === true ? true : "maybe");
+      else if (reply.code === 200) this.#ledger.hold(state, true);
     }
     this.#ledger.settle(this.#wire);
   }

@@ -128,7 +128,7 @@ export class SessionPool {
 
   /** A session may have finished a wait: waiters may take it now. */
   poke(): void {
-    this.#handOut();
+    if (this.#waiters.length > 0) this.#handOut();
   }
 
   #take(session: Session): Session {

@@ -143,7 +143,7 @@ export class Session {
     for (;;) {
       const left = Math.max(0, endAt - Date.now());
       // While the session holds locks, a long wait is asked in parts, so replies keep the lease.
-      const waitMs = Math.min(left, MAX_WAIT_MS, this.supervisor.longestWait());
+      const waitMs = left === 0 ? 0 : Math.min(left, MAX_WAIT_MS, this.supervisor.longestWait());
       let ticket: LockTicket | null = null;
       let over = false;
       const build = (k: string, v: string | null): Uint8Array => {
@@ -211,7 +211,7 @@ export class Session {
    *
    * @returns the reply, and whether it was sent again after a drop
    */
-  async unlock(wireKey: string | Promise<string>): Promise<{ reply: Reply; retried: boolean }> {
+  unlock(wireKey: string | Promise<string>): Promise<{ reply: Reply; retried: boolean }> {
     let retried = false;
     let wire = typeof wireKey === "string" ? wireKey : "";
     const lost = () => new SessionLostError(this.id ?? "", [wire], "unlock() released it");
@@ -219,13 +219,12 @@ export class Session {
       wire = w;
       return unlockCommand(w);
     };
-    const reply = await this.request(then(wireKey, command), {
+    return this.request(then(wireKey, command), {
       retry: true,
       onRetry: () => void (retried = true),
-      onReply: (r) => this.ledger.unlocked(wire, r, lost()),
-      onUnseenReply: () => this.ledger.unlocked(wire, null, lost()),
-    });
-    return { reply, retried };
+      onReply: (r) => this.ledger.unlocked(wire, r, lost),
+      onUnseenReply: () => this.ledger.unlocked(wire, null, lost),
+    }).then((reply) => ({ reply, retried }));
   }
 
   /** Releases what a handle (`claim`) holds of `wire`: unlocks unless another holder shares it. */
