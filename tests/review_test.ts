@@ -23,7 +23,8 @@ import {
   within,
   withTruth,
 } from "./support/lock_truth.ts";
-import { startScriptedServer } from "./support/proxy.ts";
+import { startErlangLikeServer } from "./support/erlang_like_server.ts";
+import { startProxy, startScriptedServer } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
 
 for (const dialect of DIALECTS) {
@@ -231,6 +232,42 @@ leakCheckedTest(
     } finally {
       await client.close();
       await server.close();
+    }
+  },
+);
+
+// R8. releaseTimeout 0 with reconnect: true: the server released everything at the drop, yet the
+// client tries a resume; an original (Erlang) server answers 200 to any id.
+leakCheckedTest(
+  "R8: releaseTimeout 0 with reconnect on: after a drop the handle is lost, even when an original server answers the resume with 200 [original, Erlang-like server]",
+  async () => {
+    await using server = await startErlangLikeServer();
+    await using proxy = await startProxy(server.port);
+    const clients: ELockClient[] = [];
+    try {
+      const client = await ELockClient.connect({
+        port: proxy.port,
+        releaseTimeout: 0,
+        reconnect: true,
+      });
+      clients.push(client);
+      const events = record(client);
+      const handle = await client.acquire("k");
+      proxy.cut(); // with set_timeout 0 the server releases k the moment it sees the drop
+      await happened(events, "connect");
+      await within(client.stats(), 20_000, "the client back on a connection");
+      const probe = await ELockClient.connect({ port: server.port, releaseTimeout: 0 });
+      clients.push(probe);
+      assert.equal(await probe.lock("k", { timeout: 5000 }), true, "the server released k");
+      assert.equal(
+        handle.lost,
+        true,
+        `a probe holds k while the handle still believes (events: ${
+          events.map((e) => e.type).join(", ")
+        }): with releaseTimeout 0 the client resumed instead of starting a new session`,
+      );
+    } finally {
+      await Promise.allSettled(clients.map((c) => c.close()));
     }
   },
 );
