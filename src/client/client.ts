@@ -92,10 +92,10 @@ export class ELockClient extends EventTarget {
     this.#settings = settings;
     this.#primary = primary;
     this.#releaseTimeout = primary.releaseTimeout;
-    this.#pool = new SessionPool(primary, settings.poolSize, () =>
+    this.#pool = new SessionPool(primary, settings.poolSize, (signal) =>
       Session.open(
         settings,
-        { releaseTimeout: this.#releaseTimeout, signal: undefined },
+        { releaseTimeout: this.#releaseTimeout, signal },
         (type, init) => this.#dispatch(type, init),
       ));
   }
@@ -272,6 +272,8 @@ export class ELockClient extends EventTarget {
   async unlock(key: string): Promise<boolean> {
     const { reply, retried } = await this.#primary.unlock(this.#word(key, "key"));
     this.#pool.poke();
+    // Not sent: the session it was meant for was lost (and its locks with it).
+    if (reply === null) return false;
     // A 403 to a repeated unlock: the first attempt may have released it.
     if (reply.code === 200 || reply.code === 403) return reply.code === 200 || retried;
     throw unexpected(`unlock ${await this.#word(key, "key")}`, reply);
@@ -687,6 +689,17 @@ export class ELockClient extends EventTarget {
   #noteRaw(words: string[]): void {
     const [command, argument] = words;
     const primary = this.#primary;
+    // What raw commands lock and unlock counts in the ledger, as for lock() and unlock().
+    if ((command === "lock" || command === "lock_value") && argument !== undefined) {
+      primary.ledger.rawLocked(argument);
+    }
+    if (command === "unlock" && words.length === 2 && argument !== undefined) {
+      primary.ledger.unlocked(
+        argument,
+        { code: 200, message: "", lines: [] },
+        () => new SessionLostError(primary.id ?? "", [argument], "command(unlock) released it"),
+      );
+    }
     if (command === "unlock_all" || command === "quit") {
       primary.ledger.unlockedAll(
         new SessionLostError(primary.id ?? "", [], `${command} released every lock`),

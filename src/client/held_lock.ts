@@ -96,8 +96,9 @@ export class HeldLock {
    *
    * @returns `true` when the server released it; `false` when the lock was
    *   lost (before or while releasing) or the session no longer held it
-   * @throws {ConnectionClosedError} the client is closed (the server then
-   *   releases the lock when the session's release timeout ends)
+   * @throws {ConnectionClosedError} the connection failed while releasing
+   *   (a closed client's handles are lost: their release resolves `false`,
+   *   and the server releases the locks when the release timeout ends)
    *
    * @example
    * ```ts ignore

@@ -23,6 +23,8 @@ interface KeyState {
   readonly claims: Set<Claim>;
   /** Live lock requests, queued or in flight: a grant may still come for them. */
   pending: number;
+  /** How many of them are raw `lock()` calls. */
+  rawPending: number;
   /** An unlock is in flight. */
   releasing: boolean;
 }
@@ -37,15 +39,15 @@ export class SessionLedger {
   readonly #keys = new Map<string, KeyState>();
   /** How many keys are held, or maybe held. */
   #held = 0;
-  readonly #release: (wire: string) => Promise<Reply | null>;
+  readonly #release: (wire: string, done: (reply: Reply | null) => void) => void;
   /** Counts session losses: a grant sent in an older epoch is not believed. */
   epoch = 0;
 
   /**
-   * @param release sends `unlock WIRE` ahead of queued calls; resolves with
-   *   its reply, or `null` when the session is gone
+   * @param release sends `unlock WIRE` ahead of queued calls; calls `done`
+   *   with its reply in wire order, or with `null` when it was not answered
    */
-  constructor(release: (wire: string) => Promise<Reply | null>) {
+  constructor(release: (wire: string, done: (reply: Reply | null) => void) => void) {
     this.#release = release;
   }
 
@@ -59,10 +61,17 @@ export class SessionLedger {
     return [...this.#keys].filter(([, s]) => s.held !== false).map(([key]) => key);
   }
 
-  /** Whether a live caller (raw or handle) holds `wire`. */
+  /** Whether a live caller (raw or handle) holds `wire`, or a raw `lock()` of it is coming. */
   claimed(wire: string): boolean {
     const state = this.#keys.get(wire);
-    return state !== undefined && (state.raw || state.claims.size > 0);
+    return state !== undefined && (state.raw || state.rawPending > 0 || state.claims.size > 0);
+  }
+
+  /** A raw command locked `wire` (`command("lock KEY")`): held for the raw API. */
+  rawLocked(wire: string): void {
+    const state = this.state(wire);
+    this.hold(state, true);
+    state.raw = true;
   }
 
   /**
@@ -136,7 +145,14 @@ export class SessionLedger {
   state(wire: string): KeyState {
     let state = this.#keys.get(wire);
     if (state === undefined) {
-      state = { held: false, raw: false, claims: new Set(), pending: 0, releasing: false };
+      state = {
+        held: false,
+        raw: false,
+        claims: new Set(),
+        pending: 0,
+        rawPending: 0,
+        releasing: false,
+      };
       this.#keys.set(wire, state);
     }
     return state;
@@ -153,7 +169,7 @@ export class SessionLedger {
     }
     state.releasing = true;
     const epoch = this.epoch;
-    void this.#release(wire).then((reply) => {
+    this.#release(wire, (reply) => {
       if (this.epoch !== epoch || this.#keys.get(wire) !== state) return;
       state.releasing = false;
       if (reply === null) return;
@@ -188,7 +204,9 @@ export class LockTicket {
     this.#wire = wire;
     this.#claim = claim;
     this.#epoch = ledger.epoch;
-    ledger.state(wire).pending++;
+    const state = ledger.state(wire);
+    state.pending++;
+    if (claim === "raw") state.rawPending++;
   }
 
   /** Written on the wire (again, after a drop): the epoch it belongs to is now's. */
@@ -242,5 +260,6 @@ export class LockTicket {
     if (!this.#live) return;
     this.#live = false;
     state.pending--;
+    if (this.#claim === "raw") state.rawPending--;
   }
 }

@@ -23,7 +23,7 @@ interface Waiter {
 export class SessionPool {
   readonly #sessions: Session[];
   readonly #size: number;
-  readonly #open: () => Promise<Session>;
+  readonly #open: (signal: AbortSignal | undefined) => Promise<Session>;
   /** How many units of work hold each session. */
   readonly #leased = new Map<Session, number>();
   readonly #waiters: Waiter[] = [];
@@ -36,7 +36,11 @@ export class SessionPool {
    * @param size how many sessions at most
    * @param open opens another session
    */
-  constructor(primary: Session, size: number, open: () => Promise<Session>) {
+  constructor(
+    primary: Session,
+    size: number,
+    open: (signal: AbortSignal | undefined) => Promise<Session>,
+  ) {
     this.#sessions = [primary];
     this.#size = size;
     this.#open = open;
@@ -65,7 +69,7 @@ export class SessionPool {
     if (this.#closed) {
       return Promise.reject(new ConnectionClosedError("Connection closed: by the client"));
     }
-    if (this.#sessions.length + this.#opening < this.#size) return this.#openOne();
+    if (this.#sessions.length + this.#opening < this.#size) return this.#openOne(options.signal);
     const shared = this.#free(true, key);
     if (shared !== undefined) return Promise.resolve(this.#take(shared));
     const { deadline, signal } = options;
@@ -173,10 +177,10 @@ export class SessionPool {
     }
   }
 
-  async #openOne(): Promise<Session> {
+  async #openOne(signal: AbortSignal | undefined): Promise<Session> {
     this.#opening++;
     try {
-      const session = await this.#open();
+      const session = await this.#open(signal);
       if (this.#closed) {
         await session.close();
         throw new ConnectionClosedError("Connection closed: by the client");

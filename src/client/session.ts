@@ -57,7 +57,7 @@ export class Session {
     this.settings = settings;
     this.connection = connection;
     this.dispatch = dispatch;
-    this.ledger = new SessionLedger((wire) => this.#releaseUnseen(wire));
+    this.ledger = new SessionLedger((wire, done) => this.#releaseUnseen(wire, done));
     this.supervisor = new Supervisor(this);
   }
 
@@ -207,31 +207,49 @@ export class Session {
 
   /**
    * Sends `unlock` of the encoded key; the ledger learns its outcome in wire
-   * order (a reply lost with the connection is sent again).
+   * order (a reply lost with the connection is sent again, but not once the
+   * session it was meant for is lost: it could free a lock of the next).
    *
-   * @returns the reply, and whether it was sent again after a drop
+   * @returns the reply (`null`: not sent, its session was lost), and whether
+   *   it was sent again after a drop
    */
-  unlock(wireKey: string | Promise<string>): Promise<{ reply: Reply; retried: boolean }> {
+  unlock(
+    wireKey: string | Promise<string>,
+  ): Promise<{ reply: Reply | null; retried: boolean }> {
     let retried = false;
+    let stale = false;
     let wire = typeof wireKey === "string" ? wireKey : "";
     const lost = () => new SessionLostError(this.id ?? "", [wire], "unlock() released it");
     const command = (w: string) => {
       wire = w;
       return unlockCommand(w);
     };
+    const sameEpoch = this.#sameEpoch();
     return this.request(then(wireKey, command), {
       retry: true,
       onRetry: () => void (retried = true),
+      sendable: () => sameEpoch() || !(stale = true),
       onReply: (r) => this.ledger.unlocked(wire, r, lost),
       onUnseenReply: () => this.ledger.unlocked(wire, null, lost),
-    }).then((reply) => ({ reply, retried }));
+    }).then(
+      (reply) => ({ reply, retried }),
+      (error) => {
+        if (stale) return { reply: null, retried };
+        throw error;
+      },
+    );
   }
 
-  /** Releases what a handle (`claim`) holds of `wire`: unlocks unless another holder shares it. */
+  /**
+   * Releases what a handle (`claim`) holds of `wire`: unlocks unless another
+   * holder shares it. `false` when the session was lost meanwhile.
+   */
   async release(wire: string, claim: Claim): Promise<boolean> {
     const outcome = this.ledger.unclaim(wire, claim);
     if (outcome !== "unlock") return outcome === "kept";
+    const sameEpoch = this.#sameEpoch();
     const { reply, retried } = await this.unlock(wire);
+    if (reply === null || !sameEpoch()) return false;
     return reply.code === 200 || (reply.code === 403 && retried);
   }
 
@@ -262,18 +280,38 @@ export class Session {
     this.dispatch("sessionlost", { error, keys, sessionId: id });
   }
 
-  /** Closes the connection (and stops the supervisor). */
+  /**
+   * Closes the connection (and stops the supervisor). The session's handles
+   * are lost: nothing will keep or release their locks now (the server
+   * releases them after the release timeout).
+   */
   async close(message?: string): Promise<void> {
     this.supervisor.stop();
+    if (this.ledger.holding) {
+      this.ledger.lose(
+        new SessionLostError(this.id ?? "", this.ledger.keys(), "the client was closed"),
+      );
+    }
     await this.connection.close(message);
   }
 
   /** Releases a lock nobody claims (granted after its caller gave up, or lost with a reply). */
-  #releaseUnseen(wire: string): Promise<Reply | null> {
-    if (this.closed) return Promise.resolve(null);
+  #releaseUnseen(wire: string, done: (reply: Reply | null) => void): void {
+    if (this.closed) return done(null);
     this.settings.logger?.debug(
       `elock: releasing ${wire}, granted after its caller gave up (or lost with a reply)`,
     );
-    return this.request(unlockCommand(wire), { urgent: true, retry: true }).catch(() => null);
+    this.request(unlockCommand(wire), {
+      urgent: true,
+      retry: true,
+      sendable: this.#sameEpoch(),
+      onReply: done,
+    }).catch(() => done(null));
+  }
+
+  /** Whether the session is still in the epoch of now: an unlock is not sent into a later one. */
+  #sameEpoch(): () => boolean {
+    const epoch = this.ledger.epoch;
+    return () => this.ledger.epoch === epoch;
   }
 }

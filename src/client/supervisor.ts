@@ -116,8 +116,10 @@ export class Supervisor {
     this.#expire(
       `no reply for ${lease} ms (the release timeout less a margin): the server may have released it`,
     );
-    // Up, yet silent: whatever the server still holds for the session is freed, before any later call.
+    // Up, yet silent: whatever the server still holds for the session is freed, before any later
+    // call. The session goes on in a new epoch, with a lease of its own.
     if (!down) {
+      this.#expired = false;
       connection.request(unlockAllCommand(), { urgent: true, retry: true }).catch(() => {});
     }
   }
@@ -142,6 +144,10 @@ export class Supervisor {
       return false;
     }
     this.#session.settings.logger?.debug(`elock: ${error.message}; reconnecting`);
+    // With no release timeout the server released everything when it saw the drop: nothing to resume.
+    if (this.lease() === null) {
+      this.#expire("the connection dropped, and the release timeout is 0");
+    }
     if (this.#expired) this.#session.id = null;
     this.watchLease();
     void this.#reconnect(error, pacing);
@@ -256,6 +262,10 @@ export class Supervisor {
       if (session.connection.failure !== null || this.#stopped) {
         await fresh.close();
         return outcome;
+      }
+      // A new session holds nothing of the old one: whoever believes otherwise is told now.
+      if (outcome === "new" && session.ledger.holding) {
+        session.lose("a new session replaced it after the drop");
       }
       session.id = current.message;
       session.lastReplyAt = Date.now();

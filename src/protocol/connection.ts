@@ -90,6 +90,12 @@ export interface RequestOptions {
   onReply?: (reply: Reply) => void;
   /** Called when the caller gives up (deadline or abort), at once. */
   onGiveUp?: () => void;
+  /**
+   * Asked right before each write: `false` rejects the request unsent (with
+   * a {@linkcode ConnectionClosedError}), e.g. an unlock meant for a
+   * session that was lost while it waited to be sent again.
+   */
+  sendable?: () => boolean;
   /** How long to wait for this request's reply, in ms, instead of the command timeout. */
   replyTimeout?: number;
 }
@@ -463,6 +469,11 @@ export class Connection {
           if (head.error !== undefined) {
             head.state = "done";
             head.reject(head.error);
+            continue;
+          }
+          if (head.options.sendable?.() === false) {
+            head.state = "done";
+            head.reject(new ConnectionClosedError("Not sent: its session was lost"));
             continue;
           }
           head.state = "sent";
