@@ -38,6 +38,8 @@ const SOURCE_TREE_ONLY = new Set([
   "examples_test.ts",
   // Reads the source files of src/.
   "runtime_isolation_test.ts",
+  // Long (about 35 s) and tests the client's behaviour, not the package: once per runtime is enough.
+  "fault_history_test.ts",
 ]);
 
 /** tests/package/ files that run only in some passes; the others run in every pass. */

@@ -20,10 +20,8 @@ export interface Random {
   pick<T>(items: readonly T[]): T;
 }
 
-/** A generator seeded with `ELOCK_TEST_SEED`, or a fresh seed. */
-export function random(): Random {
-  const fromEnv = Number(process.env.ELOCK_TEST_SEED);
-  const seed = Number.isInteger(fromEnv) ? fromEnv : Math.floor(Math.random() * 2 ** 31);
+/** A generator seeded with `seed`, else with `ELOCK_TEST_SEED`, else with a fresh seed. */
+export function random(seed: number = envSeed() ?? Math.floor(Math.random() * 2 ** 31)): Random {
   let state = seed >>> 0;
   const next = () => {
     state = (state + 0x6d2b79f5) >>> 0;
@@ -38,4 +36,11 @@ export function random(): Random {
     int: (min, max) => min + Math.floor(next() * (max - min + 1)),
     pick: (items) => items[Math.floor(next() * items.length)]!,
   };
+}
+
+/** The seed `ELOCK_TEST_SEED` names, if it names one. */
+export function envSeed(): number | undefined {
+  const text = process.env.ELOCK_TEST_SEED;
+  const seed = Number(text);
+  return text !== undefined && text.trim() !== "" && Number.isInteger(seed) ? seed : undefined;
 }
