@@ -11,7 +11,6 @@
 import assert from "node:assert/strict";
 import {
   ConnectionClosedError,
-  type ELockClient,
   type ELockClientEvent,
   type ELockClientEventType,
   SessionLostError,
@@ -21,23 +20,7 @@ import { DIALECTS, withServer } from "./support/client_server.ts";
 import { type Proxy, startProxy } from "./support/proxy.ts";
 import { leakCheckedTest } from "./support/leak_checked.ts";
 import { until } from "./support/wait.ts";
-
-/** Records the client's events, in order. */
-function record(client: ELockClient): ELockClientEvent[] {
-  const events: ELockClientEvent[] = [];
-  const types: ELockClientEventType[] = [
-    "connect",
-    "disconnect",
-    "reconnect",
-    "resume",
-    "sessionlost",
-    "error",
-  ];
-  for (const type of types) {
-    client.addEventListener(type, (event) => events.push(event as ELockClientEvent));
-  }
-  return events;
-}
+import { record } from "./support/lock_truth.ts";
 
 const happened = (events: ELockClientEvent[], type: ELockClientEventType) => () =>
   events.some((e) => e.type === type);

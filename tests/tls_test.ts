@@ -15,12 +15,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
-  bunTransport,
   ConnectionClosedError,
-  defaultTransport,
-  denoTransport,
   ELockClient,
-  nodeTransport,
   ProtocolError,
   type SocketConnectOptions,
   type SocketLike,
@@ -29,14 +25,7 @@ import {
 } from "../mod.ts";
 import { startServer } from "../src/server/mod.ts";
 import { makeCertificates, type TestCertificates } from "./support/tls_cert.ts";
-
-const g = globalThis as Record<string, unknown>;
-const TRANSPORTS: [string, () => Transport][] = [
-  ["node", nodeTransport],
-  ["default", defaultTransport],
-];
-if (typeof g.Deno === "object") TRANSPORTS.push(["deno", denoTransport]);
-if (typeof g.Bun === "object") TRANSPORTS.push(["bun", bunTransport]);
+import { TRANSPORTS } from "./support/transports.ts";
 
 /** Made once per file: CA-signed, for `localhost`, `127.0.0.1` and `::1`. */
 let loopback: Promise<TestCertificates> | null = null;

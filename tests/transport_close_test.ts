@@ -13,24 +13,9 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  bunTransport,
-  ConnectionClosedError,
-  defaultTransport,
-  denoTransport,
-  ELockClient,
-  nodeTransport,
-  type Transport,
-} from "../mod.ts";
+import { ConnectionClosedError, ELockClient } from "../mod.ts";
 import { type Ending, startCloseRecorder } from "./support/close_recorder.ts";
-
-const g = globalThis as Record<string, unknown>;
-const TRANSPORTS: [string, () => Transport][] = [
-  ["node", nodeTransport],
-  ["default", defaultTransport],
-];
-if (typeof g.Deno === "object") TRANSPORTS.push(["deno", denoTransport]);
-if (typeof g.Bun === "object") TRANSPORTS.push(["bun", bunTransport]);
+import { TRANSPORTS } from "./support/transports.ts";
 
 /** The server saw the client's end-of-stream, and no reset or other error. */
 function assertGraceful(ending: Ending): void {

@@ -8,26 +8,10 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import {
-  bunTransport,
-  ConnectionClosedError,
-  defaultTransport,
-  denoTransport,
-  ELockClient,
-  nodeTransport,
-  socketTransport,
-  type Transport,
-} from "../mod.ts";
+import { ConnectionClosedError, ELockClient, socketTransport } from "../mod.ts";
 import { closedPort, withServer } from "./support/client_server.ts";
 import { startScriptedServer } from "./support/proxy.ts";
-
-const g = globalThis as Record<string, unknown>;
-const TRANSPORTS: [string, () => Transport][] = [
-  ["node", nodeTransport],
-  ["default", defaultTransport],
-];
-if (typeof g.Deno === "object") TRANSPORTS.push(["deno", denoTransport]);
-if (typeof g.Bun === "object") TRANSPORTS.push(["bun", bunTransport]);
+import { TRANSPORTS } from "./support/transports.ts";
 
 for (const [name, make] of TRANSPORTS) {
   test(`${name} transport: lock, contend, unlock`, async () => {
