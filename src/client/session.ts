@@ -301,12 +301,17 @@ export class Session {
     this.settings.logger?.debug(
       `elock: releasing ${wire}, granted after its caller gave up (or lost with a reply)`,
     );
-    this.request(unlockCommand(wire), {
-      urgent: true,
-      retry: true,
-      sendable: this.#sameEpoch(),
-      onReply: done,
-    }).catch(() => done(null));
+    const sameEpoch = this.#sameEpoch();
+    const send = (): void =>
+      void this.request(unlockCommand(wire), {
+        urgent: true,
+        retry: true,
+        sendable: sameEpoch,
+        onReply: done,
+      })
+        // Overdue (a command timeout): sent again on the next connection, unless that is too late.
+        .catch(() => (this.closed || !sameEpoch() ? done(null) : send()));
+    send();
   }
 
   /** Whether the session is still in the epoch of now: an unlock is not sent into a later one. */
