@@ -211,6 +211,7 @@ export class ELockClient extends EventTarget {
    * @returns `true` when locked, `false` when another session holds it past the timeout
    * @throws {InvalidKeyError} with raw keys: the key is not one protocol word
    * @throws {DeadlockError} the wait would close a cycle of waiters (extended servers)
+   * @throws {SessionLostError} granted, but on a session lost since it was asked (released)
    * @throws {UnexpectedResponseError} any other reply
    * @throws {ConnectionClosedError} the connection dropped or is closed
    * @throws the signal's reason when aborted
