@@ -66,6 +66,8 @@ interface Link {
   held: { to: net.Socket; chunk: Uint8Array }[];
   cutMidReply: boolean;
   halfDead: boolean;
+  readonly toServer: Lane;
+  readonly toClient: Lane;
 }
 
 /** Starts a proxy to `127.0.0.1:targetPort`. */
@@ -91,6 +93,8 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
       held: [],
       cutMidReply: false,
       halfDead: false,
+      toServer: new Lane(),
+      toClient: new Lane(),
     };
     links.add(link);
     for (const socket of [client, upstream]) {
@@ -109,7 +113,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
     }
     client.on("data", (chunk: Uint8Array) => {
       sent[index] += new TextDecoder().decode(chunk);
-      later(delays.toServer, () => forward(link, upstream, chunk));
+      link.toServer.later(delays.toServer, () => forward(link, upstream, chunk));
     });
     upstream.on("data", (chunk: Uint8Array) => {
       if (silent) return;
@@ -123,7 +127,7 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
         link.cutMidReply = false;
         return;
       }
-      later(delays.toClient, () => forward(link, client, chunk));
+      link.toClient.later(delays.toClient, () => forward(link, client, chunk));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
@@ -186,10 +190,40 @@ export async function startProxy(targetPort: number): Promise<Proxy> {
   };
 }
 
-/** Runs `fn` now, or after `ms` (keeping the order of chunks delayed alike). */
-function later(ms: number, fn: () => void): void {
-  if (ms <= 0) fn();
-  else setTimeout(fn, ms);
+/**
+ * One direction of a link: each chunk is forwarded `ms` after it came, but
+ * never before a chunk that came earlier (TCP does not reorder a stream,
+ * also not when the delay changes between two chunks).
+ */
+class Lane {
+  readonly #queue: { at: number; fn: () => void }[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  later(ms: number, fn: () => void): void {
+    if (ms <= 0 && this.#queue.length === 0) {
+      fn();
+      return;
+    }
+    this.#queue.push({ at: Date.now() + ms, fn });
+    this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#timer !== undefined) return;
+    const head = this.#queue[0];
+    if (head === undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      // In order: the head first, and whatever behind it is due by now.
+      while (this.#queue.length > 0) {
+        const next = this.#queue[0]!;
+        if (next !== head && next.at > Date.now()) break;
+        this.#queue.shift();
+        next.fn();
+      }
+      this.#arm();
+    }, Math.max(0, head.at - Date.now()));
+  }
 }
 
 /** A scripted server, listening on 127.0.0.1. */
