@@ -34,11 +34,16 @@ export interface MainOptions {
   stdout?: (text: string) => void;
   /** Standard error (default `process.stderr`). */
   stderr?: (text: string) => void;
-  /** Stops a running command; by default SIGINT and SIGTERM do. */
+  /**
+   * Stops a running command (its abort reaches the command once, as a
+   * signal named by the reason, or SIGTERM); by default the command's
+   * signals do (SIGINT and SIGTERM, more for `elock lock`).
+   */
   signal?: AbortSignal;
 }
 
-const STOP_SIGNALS = ["SIGINT", "SIGTERM"] as const;
+/** The signals that stop a command that names none of its own. */
+const STOP_SIGNALS: readonly string[] = ["SIGINT", "SIGTERM"];
 
 const helpCommand: Subcommand = {
   name: "help",
@@ -103,6 +108,7 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   const stderr = options.stderr ?? ((text: string) => void process.stderr.write(text));
   let program = "elock";
   let run: RunCommand;
+  let signals: readonly string[] = STOP_SIGNALS;
   try {
     const [name, ...rest] = args;
     if (name === undefined) throw new UsageError("missing command");
@@ -119,26 +125,44 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       return 0;
     }
     run = parsed;
+    signals = command.signals ?? STOP_SIGNALS;
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
     stderr(`${program}: ${error.message}; run "${program} --help" for usage\n`);
     return 2;
   }
-  const stop = options.signal === undefined ? stopOnSignals() : null;
+  const stop = options.signal === undefined ? stopOnSignals(signals) : fromAbort(options.signal);
   try {
-    return await run({ stdout, stderr, signal: options.signal ?? stop!.signal });
+    return await run({ stdout, stderr, signal: stop.signal, onSignal: stop.onSignal });
   } catch (error) {
     stderr(`${program}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;
   } finally {
-    stop?.release();
+    stop.release();
   }
 }
 
-/** An AbortSignal aborted (with the signal's name) by SIGINT or SIGTERM. */
-function stopOnSignals(): { signal: AbortSignal; release(): void } {
+/** What stops a running command: {@linkcode CliIo.signal} and {@linkcode CliIo.onSignal}. */
+interface Stop {
+  signal: AbortSignal;
+  onSignal(listener: (signal: string) => void): () => void;
+  release(): void;
+}
+
+/**
+ * Watches the process signals `names`: each one aborts the signal (with its
+ * name; the first one counts) and is passed to the `onSignal` listeners.
+ * While watched, none of them ends the process.
+ */
+function stopOnSignals(names: readonly string[]): Stop {
   const controller = new AbortController();
-  const handlers = STOP_SIGNALS.map((name) => [name, () => controller.abort(name)] as const);
+  const listeners = new Set<(signal: string) => void>();
+  const handlers = names.map((name) =>
+    [name, () => {
+      controller.abort(name);
+      for (const listener of [...listeners]) listener(name);
+    }] as const
+  );
   for (const [name, handler] of handlers) {
     try {
       process.on(name, handler);
@@ -148,9 +172,26 @@ function stopOnSignals(): { signal: AbortSignal; release(): void } {
   }
   return {
     signal: controller.signal,
+    onSignal(listener) {
+      listeners.add(listener);
+      return () => void listeners.delete(listener);
+    },
     release: () => {
       for (const [name, handler] of handlers) process.off(name, handler);
     },
+  };
+}
+
+/** A caller's AbortSignal: its abort is the one signal (named by the reason, else SIGTERM). */
+function fromAbort(signal: AbortSignal): Stop {
+  return {
+    signal,
+    onSignal(listener) {
+      const onAbort = () => listener(typeof signal.reason === "string" ? signal.reason : "SIGTERM");
+      signal.addEventListener("abort", onAbort, { once: true });
+      return () => signal.removeEventListener("abort", onAbort);
+    },
+    release() {},
   };
 }
 

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { constants } from "node:os";
 import process from "node:process";
 import { InvalidKeyError, UnexpectedResponseError, UnsupportedCommandError } from "../errors.ts";
@@ -13,6 +13,7 @@ import { SHARED_VALUE } from "../client/lock_manager.ts";
 import { parseFlags, parseWholeNumber, quote } from "./flags.ts";
 import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
 import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";
+import { findCommand, KILL_AFTER_MS, spawnWatched, type Watched } from "./watchdog.ts";
 
 /**
  * The exit codes of `elock lock` that are not the command's own.
@@ -35,7 +36,8 @@ export const LOCK_EXIT_CODES = {
   unavailable: 69,
   /**
    * The connection to the server dropped while the command ran, so the lock
-   * was gone (the server released it): the command was sent SIGTERM (EX_IOERR).
+   * was gone (the server released it): the command was sent SIGTERM, and
+   * SIGKILL if it still ran 5 s later (EX_IOERR).
    */
   lost: 74,
   /** The command could not be run: not executable. */
@@ -44,13 +46,46 @@ export const LOCK_EXIT_CODES = {
   notFound: 127,
 } as const;
 
+/**
+ * The signals that stop `elock lock`: those a terminal, a shell or `kill`
+ * sends that would end it otherwise. While the command runs, each is passed
+ * on to it; SIGPIPE is left alone (every runtime ignores it, so it does not
+ * end elock), as are the stop signals (SIGTSTP and the like pause elock,
+ * holding the lock).
+ *
+ * @example
+ * ```ts
+ * for (const signal of LOCK_SIGNALS) process.kill(elockPid, signal); // each stops it
+ * ```
+ */
+export const LOCK_SIGNALS: readonly string[] = [
+  "SIGHUP",
+  "SIGINT",
+  "SIGQUIT",
+  "SIGTERM",
+  "SIGALRM",
+  "SIGUSR1",
+  "SIGUSR2",
+];
+
+const KILL_AFTER_S = KILL_AFTER_MS / 1000;
+
 const HELP = `Usage: elock lock KEY [options] -- COMMAND [ARGS...]
 
 Takes the eLock lock KEY, runs COMMAND with ARGS while holding it, and
 releases it when COMMAND ends, like flock(1). Standard input, output and error
-are COMMAND's. SIGINT and SIGTERM are passed on to COMMAND, and the lock is
-released once it has ended. If elock itself is killed, its connection closes
-and the server releases the lock at once (the session has no release timeout).
+are COMMAND's.
+
+SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM, SIGUSR1 and SIGUSR2 are passed on
+to COMMAND, each time one comes; the lock is held until COMMAND has ended,
+then released. A signal sent to the whole process group (Ctrl-C, a closed
+terminal) reaches COMMAND directly too, so COMMAND may get it twice.
+If the connection drops, the lock is gone: COMMAND gets SIGTERM, and SIGKILL
+${KILL_AFTER_S} s later. If elock dies (SIGKILL, a crash), its connection closes and the
+server releases the lock at once (the session has no release timeout); a
+watchdog, which /bin/sh forks before it becomes COMMAND, sees elock's pipe end
+and sends COMMAND SIGTERM, and SIGKILL ${KILL_AFTER_S} s later. Signals reach COMMAND's
+process only, not processes it started.
 
 Options:
   --timeout MS           wait at most MS milliseconds for the lock; 0 tries
@@ -73,10 +108,11 @@ Exit codes:
                          held the other way); COMMAND did not run
   ${LOCK_EXIT_CODES.unavailable}                     the server could not be reached or failed; COMMAND did not run
   ${LOCK_EXIT_CODES.lost}                     the connection dropped while COMMAND ran, so the lock was
-                         released: COMMAND was sent SIGTERM
+                         released: COMMAND was sent SIGTERM (SIGKILL ${KILL_AFTER_S} s later)
   ${LOCK_EXIT_CODES.cannotExecute}, ${LOCK_EXIT_CODES.notFound}               COMMAND could not be run: not executable, not found
   2                      wrong usage, or --shared on an original server
-  130, 143               SIGINT or SIGTERM came while waiting for the lock
+  128+N                  signal N came while waiting for the lock (129 SIGHUP,
+                         130 SIGINT, 143 SIGTERM); COMMAND did not run
 `;
 
 const FLAGS = {
@@ -100,6 +136,7 @@ export const lockCommand: Subcommand = {
   name: "lock",
   summary: "run a command while holding a lock (like flock)",
   help: HELP,
+  signals: LOCK_SIGNALS,
   parse(args) {
     const split = args.indexOf("--");
     const own = split === -1 ? args : args.slice(0, split);
@@ -182,22 +219,19 @@ async function runLocked(
     say(`${quote(request.key)} was not obtained within ${request.timeout} ms`);
     return LOCK_EXIT_CODES.notObtained;
   }
-  // The command stops when elock is told to, or when the lock is lost with
-  // the connection: it must not run on unprotected.
-  const stop = new AbortController();
-  const onStop = () => stop.abort(io.signal.reason);
-  io.signal.addEventListener("abort", onStop, { once: true });
+  // The command must not run on unprotected: when the lock is lost with the
+  // connection it is stopped.
+  const lostLock = new AbortController();
   let lost = false;
   client.addEventListener("sessionlost", () => {
     lost = true;
     say(`lost ${quote(request.key)}: the connection to the server dropped; stopping the command`);
-    stop.abort("SIGTERM");
+    lostLock.abort();
   });
   let code: number;
   try {
-    code = io.signal.aborted ? stopped() : await runCommand(request, stop.signal, say);
+    code = io.signal.aborted ? stopped() : await runCommand(request, io, lostLock.signal, say);
   } finally {
-    io.signal.removeEventListener("abort", onStop);
     if (!lost) {
       try {
         await client.unlock(request.key);
@@ -211,25 +245,59 @@ async function runLocked(
 }
 
 /**
- * Runs the command with inherited standard streams; passes SIGINT and SIGTERM
- * on while it runs. Resolves to its exit code.
+ * Runs the command with inherited standard streams, under a watchdog (none on
+ * Windows, which has no `/bin/sh` and no SIGKILL to fear). Passes on every
+ * signal elock handles while it runs; once the lock is lost (`lostLock`
+ * aborts), sends it SIGTERM, and SIGKILL {@linkcode KILL_AFTER_MS} later.
+ * Resolves to its exit code once it has ended and the watchdog knows.
  */
-function runCommand(
+async function runCommand(
   request: LockRequest,
-  signal: AbortSignal,
+  io: CliIo,
+  lostLock: AbortSignal,
   say: (text: string) => void,
 ): Promise<number> {
-  return new Promise((resolve) => {
-    const child = spawn(request.command, [...request.args], { stdio: "inherit" });
-    const forward = () => {
-      const name = typeof signal.reason === "string" ? signal.reason : "SIGTERM";
-      // process.kill, not child.kill: Deno's child.kill reports the signal as
-      // the way the child ended even when the child caught it and exited.
-      if (child.pid !== undefined) process.kill(child.pid, name);
+  let child: ChildProcess;
+  let watched: Watched | undefined;
+  if (process.platform === "win32") {
+    child = spawn(request.command, [...request.args], { stdio: "inherit" });
+  } else {
+    const found = findCommand(request.command);
+    if ("problem" in found) {
+      say(`cannot run ${quote(request.command)}: ${found.problem}`);
+      return found.problem === "not found"
+        ? LOCK_EXIT_CODES.notFound
+        : LOCK_EXIT_CODES.cannotExecute;
+    }
+    watched = spawnWatched(request.command, request.args, found.path, LOCK_SIGNALS);
+    child = watched.child;
+  }
+  const code = await new Promise<number>((resolve) => {
+    const pid = child.pid;
+    let ended = false;
+    const send = (signal: string) => {
+      if (pid === undefined || ended) return;
+      try {
+        // process.kill, not child.kill: Deno's child.kill reports the signal
+        // as the way the child ended even when the child caught it and exited.
+        process.kill(pid, signal);
+      } catch {
+        // It has just ended.
+      }
     };
-    signal.addEventListener("abort", forward, { once: true });
+    let killTimer: ReturnType<typeof setTimeout> | undefined;
+    const stopUnprotected = () => {
+      send("SIGTERM");
+      killTimer = setTimeout(() => send("SIGKILL"), KILL_AFTER_MS);
+    };
+    const unsubscribe = io.onSignal(send);
+    lostLock.addEventListener("abort", stopUnprotected, { once: true });
     const done = (code: number) => {
-      signal.removeEventListener("abort", forward);
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      lostLock.removeEventListener("abort", stopUnprotected);
+      clearTimeout(killTimer);
       resolve(code);
     };
     child.once("error", (error: Error & { code?: string }) => {
@@ -240,4 +308,6 @@ function runCommand(
       done(code ?? signalExitCode(killedBy ?? "SIGKILL"));
     });
   });
+  await watched?.standDown();
+  return code;
 }

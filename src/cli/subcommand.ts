@@ -11,10 +11,17 @@ export interface CliIo {
   /** Writes `text` (ending in `\n` where it is a whole line) to standard error. */
   stderr(text: string): void;
   /**
-   * Aborted when the user asks the command to stop (SIGINT or SIGTERM); the
-   * reason is the signal's name. A long-running command must watch it.
+   * Aborted when the user asks the command to stop (by default SIGINT or
+   * SIGTERM; {@linkcode Subcommand.signals}); the reason is the signal's
+   * name. A long-running command must watch it.
    */
   readonly signal: AbortSignal;
+  /**
+   * Calls `listener` with the name of each such signal that arrives from now
+   * on, the first one and every later one (for a command that passes
+   * signals on to a child); returns a function that stops the calls.
+   */
+  onSignal(listener: (signal: string) => void): () => void;
 }
 
 /** Runs a parsed subcommand; resolves to the process exit code. */
@@ -28,6 +35,11 @@ export interface Subcommand {
   readonly summary: string;
   /** The full text of `elock NAME --help`, ending in `\n`. */
   readonly help: string;
+  /**
+   * The signals that stop it (abort {@linkcode CliIo.signal}); while it runs
+   * they no longer end the process. Default: SIGINT and SIGTERM.
+   */
+  readonly signals?: readonly string[];
   /**
    * Parses the arguments that follow the subcommand's name.
    *

@@ -25,6 +25,8 @@ export interface CliOptions {
   env?: Record<string, string | undefined>;
   /** Give the process a standard input to write to (default: none). */
   stdin?: boolean;
+  /** Start it in a process group of its own, led by it (default: the test's). */
+  detached?: boolean;
 }
 
 /** A running `elock` process, its output collected as it arrives. */
@@ -47,6 +49,7 @@ export class Cli {
     this.child = spawn(command[0]!, command.slice(1), {
       stdio: [options.stdin ? "pipe" : "ignore", "pipe", "pipe"],
       env,
+      detached: options.detached ?? false,
     });
     this.child.stdout!.setEncoding("utf8").on("data", (text: string) => {
       this.stdout += text;
@@ -109,7 +112,7 @@ export class Cli {
    * `ChildProcess.kill` reports the signal as the way the child ended even
    * when the child caught it and exited with a code.
    */
-  signal(signal: "SIGINT" | "SIGTERM"): void {
+  signal(signal: string): void {
     process.kill(this.child.pid!, signal);
   }
 
