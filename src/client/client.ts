@@ -348,6 +348,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async sessionId(): Promise<string> {
+    this.#primary.pinned = true;
     return await this.#primary.sessionId();
   }
 
@@ -375,6 +376,7 @@ export class ELockClient extends EventTarget {
     checkWord(id, "session id");
     const command = connIdCommand(id);
     const primary = this.#primary;
+    primary.pinned = true;
     const connection = primary.connection;
     await connection.exclusive(async () => {
       if (!connection.sentAny) {
@@ -709,6 +711,7 @@ export class ELockClient extends EventTarget {
     if (command === "set_timeout" && words.length === 2 && /^[0-9]+$/.test(argument ?? "")) {
       primary.releaseTimeout = Number(argument);
     }
+    if (command === "conn_id") primary.pinned = true;
     if (command === "conn_id" && words.length === 2 && argument !== undefined) {
       this.#replaceSession(argument, "conn_id replaced it");
     }

@@ -50,6 +50,11 @@ export class Session {
   id: string | null = null;
   /** The release timeout set on it, or `undefined` for the server's default. */
   releaseTimeout: number | undefined;
+  /**
+   * Whether the session's id was handed out (`sessionId()`, `resume()`): it
+   * is then never renewed after a given-up wait (see {@linkcode Supervisor.renew}).
+   */
+  pinned = false;
   /** When the last reply came (`Date.now()` ms): the server saw the session alive then. */
   lastReplyAt = Date.now();
 
@@ -180,6 +185,10 @@ export class Session {
       } catch (error) {
         end();
         if (error instanceof DeadlineError) return { outcome: "deadline", reply: null };
+        // A handle's wait given up: its connection is freed at once, if the session holds nothing.
+        if (signal?.aborted && error === signal.reason && claim !== "raw" && !this.pinned) {
+          this.supervisor.renew();
+        }
         throw error;
       }
       known = true;

@@ -45,6 +45,8 @@ export class Supervisor {
   #stopped = false;
   /** The lease ran out (or the session was refused): the next connection starts a new session. */
   #expired = false;
+  /** {@linkcode Supervisor.renew} left the connection: its drop is no disconnect to report. */
+  #renewing = false;
   readonly #stop = new AbortController();
   #fresh: Connection | null = null;
   #heartbeat: ReturnType<typeof setTimeout> | undefined;
@@ -67,6 +69,33 @@ export class Supervisor {
     clearTimeout(this.#leaseTimer);
     this.#stop.abort(new ConnectionClosedError("Connection closed: by the client"));
     void this.#fresh?.close();
+  }
+
+  /**
+   * Frees a connection held by a wait whose caller gave up, when the session
+   * holds nothing: `set_timeout 0` is written on it (so the server drops the
+   * wait, or frees a late grant, the moment it sees the connection end, on
+   * every server: commands behind a wait run before the close is seen) and
+   * the session goes on as a new one on a new connection.
+   *
+   * @returns whether it was done
+   */
+  renew(): boolean {
+    const { connection, ledger, settings } = this.#session;
+    if (!this.#started || this.#stopped || settings.reconnect === null || ledger.holding) {
+      return false;
+    }
+    const epoch = ledger.epoch;
+    // A grant on the old connection is nobody's: not believed, not released (the server does).
+    ledger.epoch++;
+    if (!connection.leaveWait(setTimeoutCommand(0))) {
+      ledger.epoch = epoch;
+      return false;
+    }
+    this.#renewing = true;
+    this.#expired = true;
+    this.#session.id = null;
+    return true;
   }
 
   /** Whether the lease has run out since the last connection was set up. */
@@ -136,7 +165,7 @@ export class Supervisor {
   onDrop(error: ELockError): boolean {
     const pacing = this.#session.settings.reconnect;
     if (!this.#started || this.#stopped) return false;
-    this.#session.dispatch("disconnect", { error });
+    if (!this.#renewing) this.#session.dispatch("disconnect", { error });
     // A server that does not speak eLock is not reconnected to.
     if (pacing === null || !(error instanceof ConnectionClosedError)) {
       this.stop();
@@ -202,7 +231,7 @@ export class Supervisor {
         await sleep(backoff(attempt, pacing), this.#stop.signal);
         if (connection.failure !== null || this.#stopped) return;
       }
-      session.dispatch("reconnect", { attempt });
+      if (!this.#renewing || attempt > 1) session.dispatch("reconnect", { attempt });
       try {
         const outcome = await this.#reopen();
         if (outcome === "busy") {
@@ -270,6 +299,7 @@ export class Supervisor {
       session.id = current.message;
       session.lastReplyAt = Date.now();
       this.#expired = false;
+      this.#renewing = false;
       session.connection.adopt(fresh);
       return outcome;
     } catch (error) {

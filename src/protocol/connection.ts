@@ -167,6 +167,8 @@ export class Connection {
   #sent = false;
   #down: ConnectionClosedError | null = null;
   #dropped: Promise<void> = Promise.resolve();
+  /** {@linkcode Connection.leaveWait} is writing its farewell: nothing else is sent. */
+  #leaving = false;
 
   /**
    * Starts reading replies from the stream.
@@ -192,12 +194,53 @@ export class Connection {
   /** Whether nothing is queued, in flight or running, and the connection is up. */
   get idle(): boolean {
     return this.#inflight.length === 0 && this.#queue.length === 0 && !this.#taskRunning &&
-      this.#down === null && this.#failure === null;
+      this.#down === null && this.#failure === null && !this.#leaving;
   }
 
   /** Whether a waiting lock (a barrier) is in flight: nothing else is sent until it is answered. */
   get waiting(): boolean {
     return this.#inflight.at(-1)?.options.barrier === true;
+  }
+
+  /**
+   * Whether the only request in flight is a waiting lock whose caller gave
+   * up: the connection is held by a wait nobody will see the end of.
+   */
+  get abandonedWait(): boolean {
+    const only = this.#inflight[0];
+    return this.#inflight.length === 1 && only!.kind === "command" &&
+      only!.state === "abandoned" && only!.options.barrier === true;
+  }
+
+  /**
+   * Leaves the transport connection held by an abandoned wait: writes
+   * `farewell` on it (its reply, and the wait's, go nowhere), then drops it
+   * as if it had broken, so that {@linkcode ConnectionOptions.onDrop}
+   * connects again; the calls queued behind the wait go to the new one.
+   *
+   * @param farewell the last command for the old connection (`set_timeout 0`)
+   * @returns whether it was left (`false`: not up, or not held by an abandoned wait)
+   */
+  leaveWait(farewell: Uint8Array): boolean {
+    if (this.#failure !== null || this.#down !== null || !this.abandonedWait) return false;
+    const wire = this.#wire;
+    // Replies of the old connection are nobody's now: not matched to the calls of the next.
+    wire.owner = null;
+    this.#inflight[0]!.state = "done";
+    this.#inflight[0]!.cleanup();
+    this.#inflight = [];
+    this.#stopTimer();
+    // Nothing more is written on it; the calls queued go to the next connection.
+    this.#leaving = true;
+    const drop = () => {
+      this.#leaving = false;
+      this.#drop(
+        new ConnectionClosedError("Connection closed: left after an abandoned wait"),
+        false,
+      );
+    };
+    wire.write(farewell).then(drop, drop);
+    return true;
   }
 
   /**
@@ -427,7 +470,7 @@ export class Connection {
   }
 
   #kick(): void {
-    if (this.#failure !== null || this.#down !== null) return;
+    if (this.#failure !== null || this.#down !== null || this.#leaving) return;
     if (this.#pumping) {
       this.#again = true;
       return;

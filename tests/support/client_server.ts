@@ -24,6 +24,8 @@ export interface Fixture {
   connect(options?: ConnectOptions): Promise<ELockClient>;
   /** Resolves once `count` lock requests for `key` have started waiting on the server. */
   waits(key: string, count?: number): Promise<void>;
+  /** What the server did so far, in order. */
+  readonly events: readonly ServerEvent[];
 }
 
 /** Runs `fn` against a fresh server of `dialect`, then closes every client and the server. */
@@ -38,6 +40,7 @@ export async function withServer(
     await fn({
       server,
       port: server.port,
+      events,
       async connect(options = {}) {
         const client = await ELockClient.connect({ port: server.port, ...options });
         clients.push(client);
