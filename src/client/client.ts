@@ -223,8 +223,8 @@ export class ELockClient extends EventTarget {
    * }
    * ```
    */
-  async lock(key: string, options: LockOptions = {}): Promise<boolean> {
-    return await this.#rawLock(key, null, options);
+  lock(key: string, options: LockOptions = {}): Promise<boolean> {
+    return this.#rawLock(key, null, options);
   }
 
   /**

@@ -25,7 +25,7 @@ import { type Connection, DeadlineError, type RequestOptions } from "../protocol
 import { type Reply, replyLine } from "../protocol/reply_reader.ts";
 import type { ELockClientEventInit, ELockClientEventType } from "./events.ts";
 import { type Claim, type LockTicket, SessionLedger } from "./ledger.ts";
-import { openConnection, type Settings, then, unexpected } from "./settings.ts";
+import { openConnection, type Settings, unexpected } from "./settings.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const MAX_WAIT_MS = MAX_WAIT_SECONDS * 1000;
@@ -149,41 +149,23 @@ export class Session {
       const left = Math.max(0, endAt - Date.now());
       // While the session holds locks, a long wait is asked in parts, so replies keep the lease.
       const waitMs = left === 0 ? 0 : Math.min(left, MAX_WAIT_MS, this.supervisor.longestWait());
-      let ticket: LockTicket | null = null;
-      let over = false;
-      const build = (k: string, v: string | null): Uint8Array => {
-        const bytes = v === null ? lockCommand(k, waitMs) : lockValueCommand(k, v, waitMs);
-        key = k;
-        value = v;
-        ticket = this.ledger.lock(k, claim);
-        if (over) ticket.end();
-        return bytes;
-      };
-      const end = () => {
-        over = true;
-        ticket?.end();
-      };
-      let believed = true;
+      const attempt = new LockAttempt(
+        this.ledger,
+        claim,
+        waitMs,
+        signal,
+        timeout === 0 || !Number.isFinite(timeout) ? undefined : left,
+      );
       let reply: Reply;
       try {
         reply = await this.request(
           known
-            ? build(key!, value)
-            : Promise.all([wireKey, wireValue]).then(([k, v]) => build(k, v)),
-          {
-            barrier: waitMs > 0,
-            waitMs,
-            signal,
-            deadline: timeout === 0 || !Number.isFinite(timeout) ? undefined : left,
-            retry: true,
-            onSend: () => ticket?.sent(),
-            onReply: (r) => void (believed = ticket?.replied(r) ?? true),
-            onGiveUp: end,
-            onUnseenReply: (r) => ticket?.unseen(r),
-          },
+            ? attempt.build(key!, value)
+            : Promise.all([wireKey, wireValue]).then(([k, v]) => attempt.build(k, v)),
+          attempt,
         );
       } catch (error) {
-        end();
+        attempt.end();
         if (error instanceof DeadlineError) return { outcome: "deadline", reply: null };
         // A handle's wait given up: its connection is freed at once, if the session holds nothing.
         if (signal?.aborted && error === signal.reason && claim !== "raw" && !this.pinned) {
@@ -191,6 +173,9 @@ export class Session {
         }
         throw error;
       }
+      key = attempt.key;
+      value = attempt.value;
+      const believed = attempt.believed;
       known = true;
       if (reply.code === 200) {
         if (!believed) {
@@ -225,28 +210,11 @@ export class Session {
   unlock(
     wireKey: string | Promise<string>,
   ): Promise<{ reply: Reply | null; retried: boolean }> {
-    let retried = false;
-    let stale = false;
-    let wire = typeof wireKey === "string" ? wireKey : "";
-    const lost = () => new SessionLostError(this.id ?? "", [wire], "unlock() released it");
-    const command = (w: string) => {
-      wire = w;
-      return unlockCommand(w);
-    };
-    const sameEpoch = this.#sameEpoch();
-    return this.request(then(wireKey, command), {
-      retry: true,
-      onRetry: () => void (retried = true),
-      sendable: () => sameEpoch() || !(stale = true),
-      onReply: (r) => this.ledger.unlocked(wire, r, lost),
-      onUnseenReply: () => this.ledger.unlocked(wire, null, lost),
-    }).then(
-      (reply) => ({ reply, retried }),
-      (error) => {
-        if (stale) return { reply: null, retried };
-        throw error;
-      },
-    );
+    const attempt = new UnlockAttempt(this, typeof wireKey === "string" ? wireKey : "");
+    return this.request(
+      typeof wireKey === "string" ? unlockCommand(wireKey) : wireKey.then((w) => attempt.build(w)),
+      attempt,
+    ).then((reply) => attempt.done(reply), (error) => attempt.failed(error));
   }
 
   /**
@@ -327,5 +295,122 @@ export class Session {
   #sameEpoch(): () => boolean {
     const epoch = this.ledger.epoch;
     return () => this.ledger.epoch === epoch;
+  }
+}
+
+/** One `lock` request of {@linkcode Session.lock}: its options and hooks, and its ticket. */
+class LockAttempt implements RequestOptions {
+  readonly retry = true;
+  readonly barrier: boolean;
+  readonly waitMs: number;
+  readonly signal: AbortSignal | undefined;
+  readonly deadline: number | undefined;
+  readonly #ledger: SessionLedger;
+  readonly #claim: Claim | "raw";
+  #ticket: LockTicket | null = null;
+  #over = false;
+  key: string | null = null;
+  value: string | null = null;
+  /** Whether the caller may believe a grant: `false`, the session was lost since it was sent. */
+  believed = true;
+
+  constructor(
+    ledger: SessionLedger,
+    claim: Claim | "raw",
+    waitMs: number,
+    signal: AbortSignal | undefined,
+    deadline: number | undefined,
+  ) {
+    this.#ledger = ledger;
+    this.#claim = claim;
+    this.waitMs = waitMs;
+    this.barrier = waitMs > 0;
+    this.signal = signal;
+    this.deadline = deadline;
+  }
+
+  /** The command line; the ticket starts now (call order is wire order). */
+  build(key: string, value: string | null): Uint8Array {
+    const bytes = value === null
+      ? lockCommand(key, this.waitMs)
+      : lockValueCommand(key, value, this.waitMs);
+    this.key = key;
+    this.value = value;
+    this.#ticket = this.#ledger.lock(key, this.#claim);
+    if (this.#over) this.#ticket.end();
+    return bytes;
+  }
+
+  /** The caller is done with it (gave up, or failed). */
+  end(): void {
+    this.#over = true;
+    this.#ticket?.end();
+  }
+
+  onSend(): void {
+    this.#ticket?.sent();
+  }
+
+  onReply(reply: Reply): void {
+    this.believed = this.#ticket?.replied(reply) ?? true;
+  }
+
+  onGiveUp(): void {
+    this.end();
+  }
+
+  onUnseenReply(reply: Reply | null): void {
+    this.#ticket?.unseen(reply);
+  }
+}
+
+/** One `unlock` request of {@linkcode Session.unlock}: its options and hooks. */
+class UnlockAttempt implements RequestOptions {
+  readonly retry = true;
+  readonly #session: Session;
+  readonly #epoch: number;
+  #wire: string;
+  #retried = false;
+  #stale = false;
+
+  constructor(session: Session, wire: string) {
+    this.#session = session;
+    this.#epoch = session.ledger.epoch;
+    this.#wire = wire;
+  }
+
+  build(wire: string): Uint8Array {
+    this.#wire = wire;
+    return unlockCommand(wire);
+  }
+
+  done(reply: Reply): { reply: Reply | null; retried: boolean } {
+    return { reply, retried: this.#retried };
+  }
+
+  failed(error: unknown): { reply: Reply | null; retried: boolean } {
+    if (this.#stale) return { reply: null, retried: this.#retried };
+    throw error;
+  }
+
+  onRetry(): void {
+    this.#retried = true;
+  }
+
+  sendable(): boolean {
+    // Not into a later epoch: it could free a lock of the next session.
+    return this.#session.ledger.epoch === this.#epoch || !(this.#stale = true);
+  }
+
+  onReply(reply: Reply): void {
+    this.#session.ledger.unlocked(this.#wire, reply, () => this.#lost());
+  }
+
+  onUnseenReply(): void {
+    this.#session.ledger.unlocked(this.#wire, null, () => this.#lost());
+  }
+
+  #lost(): SessionLostError {
+    return new SessionLostError(this.#session.id ?? "", [this.#wire], "unlock() released it");
   }
 }

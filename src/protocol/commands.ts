@@ -86,6 +86,8 @@ export async function encodeKey(
  * ```
  */
 export function checkWord(word: string, what: KeyKind): void {
+  // A key whose lock line was built was checked then.
+  if (LOCK_LINES.has(word) || UNLOCK_LINES.has(word)) return;
   if (typeof word !== "string") throw new TypeError(`The ${what} must be a string: ${typeof word}`);
   let reason: string | null = null;
   if (word === "") reason = "is empty";
@@ -116,6 +118,7 @@ export function checkWord(word: string, what: KeyKind): void {
  * ```
  */
 export function lockCommand(key: string, waitMs?: number): Uint8Array {
+  if (waitMs === undefined || waitMs === 0) return cachedLine(LOCK_LINES, "lock", key);
   checkWord(key, "key");
   return line(["lock", key, ...waitWords(waitMs)]);
 }
@@ -154,8 +157,26 @@ export function lockValueCommand(key: string, value: string, waitMs?: number): U
  * ```
  */
 export function unlockCommand(key: string): Uint8Array {
+  return cachedLine(UNLOCK_LINES, "unlock", key);
+}
+
+/**
+ * The lines of `lock KEY` and `unlock KEY` of the keys used last: a client
+ * that locks and unlocks the same keys builds each line once. Shared, never
+ * written to: a line's bytes are only read by the transports.
+ */
+const LOCK_LINES = new Map<string, Uint8Array>();
+const UNLOCK_LINES = new Map<string, Uint8Array>();
+const LINE_CACHE_SIZE = 1024;
+
+function cachedLine(cache: Map<string, Uint8Array>, command: string, key: string): Uint8Array {
+  const hit = typeof key === "string" ? cache.get(key) : undefined;
+  if (hit !== undefined) return hit;
   checkWord(key, "key");
-  return line(["unlock", key]);
+  const bytes = line([command, key]);
+  if (cache.size >= LINE_CACHE_SIZE) cache.clear();
+  cache.set(key, bytes);
+  return bytes;
 }
 
 /**

@@ -132,6 +132,7 @@ interface Task {
 }
 
 const decoder = new TextDecoder();
+const NOOP = (): void => {};
 
 /**
  * How many times a request is sent again after drops: a command that brings
@@ -276,15 +277,9 @@ export class Connection {
         state: "queued",
         retries: 0,
         dueAt: Infinity,
-        resolve: (reply) => {
-          item.cleanup();
-          resolve(reply);
-        },
-        reject: (error) => {
-          item.cleanup();
-          reject(error);
-        },
-        cleanup: () => {},
+        resolve,
+        reject,
+        cleanup: NOOP,
       };
       if (bytes instanceof Uint8Array) item.bytes = bytes;
       else {
@@ -363,7 +358,10 @@ export class Connection {
     items.forEach((item, i) => {
       if (item.kind === "command" && item.state === "abandoned") item.options.onUnseenReply?.(null);
       if (item.kind === "command" && (item.state === "done" || item.state === "abandoned")) return;
-      if (item.kind === "command") item.state = "done";
+      if (item.kind === "command") {
+        item.state = "done";
+        item.cleanup();
+      }
       item.reject(i === 0 ? error : others);
     });
     void this.#wire.close();
@@ -403,6 +401,7 @@ export class Connection {
         again.push(item);
       } else {
         item.state = "done";
+        item.cleanup();
         item.reject(error);
         item.options.onUnseenReply?.(null);
       }
@@ -433,6 +432,7 @@ export class Connection {
       item.options.onUnseenReply?.(reply);
     } else {
       item.state = "done";
+      item.cleanup();
       item.options.onReply?.(reply);
       item.resolve(reply);
     }
@@ -511,11 +511,13 @@ export class Connection {
           if (head.state !== "queued") continue;
           if (head.error !== undefined) {
             head.state = "done";
+            head.cleanup();
             head.reject(head.error);
             continue;
           }
           if (head.options.sendable?.() === false) {
             head.state = "done";
+            head.cleanup();
             head.reject(new ConnectionClosedError("Not sent: its session was lost"));
             continue;
           }

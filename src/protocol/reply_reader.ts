@@ -136,6 +136,7 @@ export const DEFAULT_MAX_BLOCK_BYTES = 64 * 1024 * 1024;
 /** Lines come as Latin-1 strings: a code point over 0x7f is a non-ASCII byte. */
 const NON_ASCII = /[\u0080-\u00ff]/;
 const decoder = new TextDecoder();
+const NO_LINES: string[] = Object.freeze([]) as unknown as string[];
 
 /**
  * Reads replies one at a time from a stream of bytes. Accepts `\r\n` and
@@ -166,6 +167,8 @@ export class ReplyReader {
   /** The last read started; a read waits for it only while one is pending. */
   #tail: Promise<unknown> = Promise.resolve();
   #pending = 0;
+  /** One-line replies read lately, by line: a repeated line gets the same (frozen) reply. */
+  readonly #seen = new Map<string, Reply>();
   readonly #emit = (line: SplitLine): void => {
     this.#lines.push(line);
   };
@@ -246,8 +249,20 @@ export class ReplyReader {
   async #readReply(block: boolean | undefined): Promise<Reply> {
     try {
       if (this.#failure !== null) throw this.#failure;
-      while (this.#next >= this.#lines.length) this.#accept(await this.#chunk(), false);
+      while (this.#next >= this.#lines.length) {
+        // Awaited here, not in #chunk(): one promise hop less per reply.
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await this.#reader.read();
+        } catch (cause) {
+          throw new ConnectionClosedError("Connection closed: the stream failed", { cause });
+        }
+        this.#accept(chunk, false);
+      }
       const first = this.#take();
+      // A line seen lately (the `200 ...` of a loop): the same frozen reply again.
+      const seen = block === undefined ? this.#seen.get(first) : undefined;
+      if (seen !== undefined) return seen;
       const code = replyCode(first);
       if (code < 0) {
         throw new ProtocolError(`Invalid reply line: ${JSON.stringify(preview(first))}`);
@@ -255,8 +270,13 @@ export class ReplyReader {
       const message = first.length > 4 ? first.slice(4) : "";
       const hasBlock = block ??
         (code === 200 && (message === "STATS" || message === "DEBUG"));
-      const lines = hasBlock && code === 200 ? await this.#readBlock() : [];
-      return { code, message, lines };
+      if (hasBlock && code === 200) return { code, message, lines: await this.#readBlock() };
+      const reply: Reply = Object.freeze({ code, message, lines: NO_LINES });
+      if (block === undefined && first.length <= 64) {
+        if (this.#seen.size >= 16) this.#seen.clear();
+        this.#seen.set(first, reply);
+      }
+      return reply;
     } catch (error) {
       if (error instanceof ELockError && error !== this.#failure) {
         this.#failure ??= error;
