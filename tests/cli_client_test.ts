@@ -129,6 +129,34 @@ test(
   },
 );
 
+test(
+  "--host a:PORT,b:PORT and ELOCK_HOSTS: the first server that answers is used",
+  SLOW,
+  async () => {
+    await using s = await serve();
+    const down = await closedPort();
+    const flags = await runCli([
+      "stats",
+      "--json",
+      "--host",
+      `127.0.0.1:${down},127.0.0.1:${s.port}`,
+    ]);
+    assert.equal(flags.code, 0, flags.stderr);
+    assert.equal(JSON.parse(flags.stdout).clients, 1);
+    const fromEnv = await runCli(["stats", "--json"], {
+      env: { ELOCK_HOSTS: `127.0.0.1:${down},127.0.0.1:${s.port}`, ELOCK_HOST: "no.invalid" },
+    });
+    assert.equal(fromEnv.code, 0, fromEnv.stderr);
+    assert.equal(JSON.parse(fromEnv.stdout).clients, 1);
+    const bad = await runCli(["stats", "--host", `127.0.0.1:${s.port},127.0.0.1:99999`]);
+    assert.equal(bad.code, 2, bad.stderr);
+    assert.match(bad.stderr, /invalid --host/);
+    const none = await runCli(["stats", "--host", `127.0.0.1:${down},127.0.0.1:${down}`]);
+    assert.equal(none.code, 1, none.stderr);
+    assert.match(none.stderr, /Cannot connect to 127\.0\.0\.1:\d+: .*; 127\.0\.0\.1:/);
+  },
+);
+
 test("elock stats and debug exit 1 when no server listens", SLOW, async () => {
   const port = await closedPort();
   for (const command of ["stats", "debug"]) {

@@ -36,7 +36,7 @@ import { ELockLockManager } from "./lock_manager.ts";
 import type { AcquireOptions, ConnectOptions, LockOptions } from "./options.ts";
 import { SessionPool } from "./pool.ts";
 import { Session } from "./session.ts";
-import { openConnection, type Settings, settingsOf, unexpected } from "./settings.ts";
+import { endpointOf, openConnection, type Settings, settingsOf, unexpected } from "./settings.ts";
 
 /**
  * A client of an eLock server (original or extended).
@@ -396,6 +396,7 @@ export class ELockClient extends EventTarget {
           throw error;
         }
         connection.adopt(fresh);
+        primary.endpoint = endpointOf(fresh);
       }
       this.#replaceSession(id, "resume() replaced it");
     });

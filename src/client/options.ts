@@ -30,6 +30,20 @@ export interface ConnectOptions {
   /** Server port. Default 11400. */
   port?: number;
   /**
+   * Several servers that act as one (bundled servers on one etcd cluster),
+   * as `"host:port"` (`"[::1]:11400"` for IPv6; the port defaults to
+   * `port`, else 11400), instead of `host`. `connect()` takes the first that
+   * answers, in order. After a drop, the client reconnects to the next one
+   * and resumes its session there (on servers that do not share sessions
+   * the resume is refused, and the session's locks are reported lost).
+   *
+   * @example
+   * ```ts ignore
+   * await ELockClient.connect({ hosts: ["10.0.0.1:11400", "10.0.0.2:11400"] });
+   * ```
+   */
+  hosts?: readonly string[];
+  /**
    * How to open the TCP connection. Default: the runtime's own
    * ({@linkcode defaultTransport}); in a Worker, pass
    * `socketTransport(connect)` with `connect` from `cloudflare:sockets`.

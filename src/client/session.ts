@@ -25,7 +25,7 @@ import { type Connection, DeadlineError, type RequestOptions } from "../protocol
 import { type Reply, replyLine } from "../protocol/reply_reader.ts";
 import type { ELockClientEventInit, ELockClientEventType } from "./events.ts";
 import { type Claim, type LockTicket, SessionLedger } from "./ledger.ts";
-import { openConnection, type Settings, unexpected } from "./settings.ts";
+import { endpointOf, openConnection, type Settings, unexpected } from "./settings.ts";
 import { Supervisor } from "./supervisor.ts";
 
 const MAX_WAIT_MS = MAX_WAIT_SECONDS * 1000;
@@ -57,9 +57,12 @@ export class Session {
   pinned = false;
   /** When the last reply came (`Date.now()` ms): the server saw the session alive then. */
   lastReplyAt = Date.now();
+  /** The index, in the settings' endpoints, of the server the connection is to. */
+  endpoint: number;
 
   private constructor(settings: Settings, connection: Connection, dispatch: Dispatch) {
     this.settings = settings;
+    this.endpoint = endpointOf(connection);
     this.connection = connection;
     this.dispatch = dispatch;
     this.ledger = new SessionLedger((wire, done) => this.#releaseUnseen(wire, done));

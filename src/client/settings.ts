@@ -28,8 +28,13 @@ import {
 
 /** What {@linkcode settingsOf} makes of {@linkcode ConnectOptions}. */
 export interface Settings {
+  /** The server connected to last (one of `endpoints`). */
   host: string;
   port: number;
+  /** Every server to try, in order (one unless `hosts` was given). */
+  readonly endpoints: readonly Endpoint[];
+  /** The index in `endpoints` of the server the next connection tries first. */
+  current: number;
   transport: Transport;
   tls: TlsOptions | undefined;
   keyEncoding: KeyEncoding;
@@ -45,12 +50,15 @@ export function settingsOf(options: ConnectOptions): Settings {
   if (typeof options !== "object" || options === null) {
     throw new TypeError("ELockClient.connect() takes an options object");
   }
-  const host = options.host ?? DEFAULT_HOST;
-  if (typeof host !== "string" || host === "") throw new TypeError(`Invalid host: ${String(host)}`);
   const port = options.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new RangeError(`Invalid port: ${String(port)}`);
   }
+  const endpoints = options.hosts === undefined
+    ? [{ host: options.host ?? DEFAULT_HOST, port }]
+    : endpointsOf(options.hosts, options.host, port);
+  const { host } = endpoints[0]!;
+  if (typeof host !== "string" || host === "") throw new TypeError(`Invalid host: ${String(host)}`);
   const keyEncoding = options.keyEncoding ?? "raw";
   if (keyEncoding !== "raw" && keyEncoding !== "sha1") {
     throw new TypeError(`Unknown key encoding: ${String(keyEncoding)}`);
@@ -81,7 +89,9 @@ export function settingsOf(options: ConnectOptions): Settings {
   if (tls !== undefined) _checkTlsOptions(tls);
   return {
     host,
-    port,
+    port: endpoints[0]!.port,
+    endpoints,
+    current: 0,
     transport,
     tls,
     keyEncoding,
@@ -92,6 +102,47 @@ export function settingsOf(options: ConnectOptions): Settings {
     heartbeat,
     poolSize,
   };
+}
+
+/** One server of {@linkcode ConnectOptions.hosts}. */
+export interface Endpoint {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Parses `"host:port"`, `"host"`, `"[v6]:port"`, `"[v6]"` or a bare IPv6
+ * address; the port defaults to `port`.
+ */
+export function parseEndpoint(text: string, port: number): Endpoint {
+  if (typeof text !== "string" || text.trim() !== text || text === "") {
+    throw new TypeError(`Invalid host: ${JSON.stringify(text)} (expected "host:port")`);
+  }
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  const plain = /^([^:\[\]\s]+)(?::(\d+))?$/.exec(text);
+  const match = bracketed ?? plain;
+  if (match === null) {
+    // A bare IPv6 address has several colons and no port.
+    if (/^[0-9a-fA-F:.]+$/.test(text) && text.split(":").length > 2) {
+      return { host: text, port };
+    }
+    throw new TypeError(`Invalid host: ${JSON.stringify(text)} (expected "host:port")`);
+  }
+  const number = match[2] === undefined ? port : Number(match[2]);
+  if (!Number.isInteger(number) || number < 1 || number > 65535) {
+    throw new RangeError(`Invalid port in ${JSON.stringify(text)}: expected 1-65535`);
+  }
+  return { host: match[1]!, port: number };
+}
+
+function endpointsOf(hosts: readonly string[], host: string | undefined, port: number): Endpoint[] {
+  if (host !== undefined) throw new TypeError("Give either host or hosts, not both");
+  if (!Array.isArray(hosts) || hosts.length === 0) {
+    throw new TypeError(
+      `Invalid hosts: ${String(hosts)} (expected a non-empty array of "host:port")`,
+    );
+  }
+  return hosts.map((text) => parseEndpoint(text, port));
 }
 
 function heartbeatOf(
@@ -153,29 +204,70 @@ export async function openConnection(
   onDrop: ((error: ELockError) => boolean) | undefined,
   onAnyReply: (() => void) | undefined,
 ): Promise<Connection> {
-  let stream: TransportConnection;
-  try {
-    stream = await settings.transport.connect({
-      host: settings.host,
-      port: settings.port,
-      ...(signal === undefined ? {} : { signal }),
-      ...(settings.tls === undefined ? {} : { tls: settings.tls }),
-    });
-  } catch (cause) {
-    if (signal?.aborted && cause === signal.reason) throw cause;
-    const detail = cause instanceof Error ? cause.message : String(cause);
-    throw new ConnectionClosedError(
-      `Cannot connect to ${settings.host}:${settings.port}: ${detail}`,
-      { cause },
-    );
+  let stream: TransportConnection | null = null;
+  const { endpoints } = settings;
+  const failures: string[] = [];
+  let lastCause: unknown;
+  // Each server in turn, from the one to try first.
+  const first = settings.current;
+  for (let i = 0; i < endpoints.length && stream === null; i++) {
+    const index = (first + i) % endpoints.length;
+    const endpoint = endpoints[index]!;
+    try {
+      stream = await settings.transport.connect({
+        host: endpoint.host,
+        port: endpoint.port,
+        ...(signal === undefined ? {} : { signal }),
+        ...(settings.tls === undefined ? {} : { tls: settings.tls }),
+      });
+      settings.current = index;
+      settings.host = endpoint.host;
+      settings.port = endpoint.port;
+    } catch (cause) {
+      if (signal?.aborted && cause === signal.reason) throw cause;
+      lastCause = cause;
+      const detail = cause instanceof Error ? cause.message : String(cause);
+      failures.push(`${endpointText(endpoint)}: ${detail}`);
+    }
   }
-  return new Connection(stream, {
+  if (stream === null) {
+    throw new ConnectionClosedError(`Cannot connect to ${failures.join("; ")}`, {
+      cause: lastCause,
+    });
+  }
+  const connection = new Connection(stream, {
     commandTimeout: settings.commandTimeout,
     logger: settings.logger,
     onDrop,
     onAnyReply,
     ...(settings.maxLineLength === undefined ? {} : { maxLineLength: settings.maxLineLength }),
   });
+  ENDPOINTS.set(connection, settings.current);
+  return connection;
+}
+
+const ENDPOINTS = new WeakMap<Connection, number>();
+
+/** The index, in the settings' endpoints, of the server `connection` was opened to. */
+export function endpointOf(connection: Connection): number {
+  return ENDPOINTS.get(connection) ?? 0;
+}
+
+/** `host:port`, with brackets around an IPv6 host. */
+export function endpointText(endpoint: Endpoint): string {
+  return endpoint.host.includes(":")
+    ? `[${endpoint.host}]:${endpoint.port}`
+    : `${endpoint.host}:${endpoint.port}`;
+}
+
+/**
+ * A connection to the server at `index` dropped: the next connection tries
+ * the one after it first (once, however many sessions dropped from it).
+ */
+export function failOver(settings: Settings, index: number): void {
+  if (settings.endpoints.length > 1 && settings.current === index) {
+    settings.current = (index + 1) % settings.endpoints.length;
+  }
 }
 
 export function then<T, U>(value: T | Promise<T>, fn: (value: T) => U): U | Promise<U> {

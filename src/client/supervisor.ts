@@ -15,7 +15,16 @@ import type { Connection } from "../protocol/connection.ts";
 import type { ELockClientEventInit, ELockClientEventType } from "./events.ts";
 import type { SessionLedger } from "./ledger.ts";
 import { DEFAULT_RELEASE_TIMEOUT, type ReconnectOptions } from "./options.ts";
-import { backoff, openConnection, type Settings, sleep, unexpected } from "./settings.ts";
+import {
+  backoff,
+  endpointOf,
+  endpointText,
+  failOver,
+  openConnection,
+  type Settings,
+  sleep,
+  unexpected,
+} from "./settings.ts";
 
 /** What a {@linkcode Supervisor} needs of its session. */
 export interface SupervisedSession {
@@ -25,6 +34,8 @@ export interface SupervisedSession {
   id: string | null;
   releaseTimeout: number | undefined;
   lastReplyAt: number;
+  /** The index, in the settings' endpoints, of the server the connection is to. */
+  endpoint: number;
   dispatch(type: ELockClientEventType, init?: ELockClientEventInit): void;
   lose(reason: string): void;
 }
@@ -173,6 +184,8 @@ export class Supervisor {
       return false;
     }
     this.#session.settings.logger?.debug(`elock: ${error.message}; reconnecting`);
+    // With several servers, the next one is tried first.
+    failOver(this.#session.settings, this.#session.endpoint);
     // With no release timeout the server released everything when it saw the drop: nothing to resume.
     if (this.lease() === null) {
       this.#expire("the connection dropped, and the release timeout is 0");
@@ -220,7 +233,9 @@ export class Supervisor {
       if (attempt > 1) {
         if (this.#expired && Date.now() >= giveUpAt) {
           const error = new ConnectionClosedError(
-            `Connection closed: cannot reconnect to ${settings.host}:${settings.port}`,
+            `Connection closed: cannot reconnect to ${
+              settings.endpoints.map(endpointText).join(", ")
+            }`,
             { cause: lastError },
           );
           session.dispatch("error", { error });
@@ -297,6 +312,7 @@ export class Supervisor {
         session.lose("a new session replaced it after the drop");
       }
       session.id = current.message;
+      session.endpoint = endpointOf(fresh);
       session.lastReplyAt = Date.now();
       this.#expired = false;
       this.#renewing = false;
