@@ -282,7 +282,7 @@ class SessionHandler {
         table.unlockAll(session);
         return replies.unlockAll + eol;
       case "conn_id/0":
-        return `200 ${session.id}${eol}`;
+        return `200 ${session.secret}${eol}`;
       case "conn_id/1": {
         if (replies.resumeFirstOnly && !first) return replies.resume("active") + eol;
         const { result, session: next } = table.resume(session, words[1]!);
