@@ -205,7 +205,7 @@ export class LockTable {
   createSession(): Session {
     const secret = this.#newId();
     const session: Session = {
-      id: this.#sequential ? secret : sessionName(secret),
+      id: this.publicName(secret),
       secret,
       releaseTimeout: this.#defaultReleaseTimeout,
       connected: true,
@@ -382,6 +382,14 @@ export class LockTable {
     target.connected = true;
     this.sessions.delete(current.secret);
     return { result: "resumed", session: target };
+  }
+
+  /**
+   * The public name of the session whose secret id is `secret` (whether such
+   * a session exists or not): what logs show in place of a secret.
+   */
+  publicName(secret: string): string {
+    return this.#sequential ? secret : sessionName(secret);
   }
 
   /** Number of locked keys (kept as locks come and go: O(1)). */
