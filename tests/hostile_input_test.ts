@@ -24,6 +24,7 @@ import {
   until,
 } from "./support/hostile.ts";
 import { sleep } from "./support/wait.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 /** For the tests that open many connections or move megabytes (Bun's default is 5 s). */
 const SLOW = { timeout: 60_000 };
@@ -508,7 +509,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await a.request(`lock_value vk ${value}`), r.acquired);
       assert.equal(
         await b.request("lock_value vk other"),
-        `409 Already locked by #${aId} (${value})`,
+        `409 Already locked by #${sessionName(aId)} (${value})`,
       );
       assert.equal(await b.request(`lock_value vk ${value}`), r.acquired);
       assert.equal(await b.request("lock vk"), "500 Internal server error");
