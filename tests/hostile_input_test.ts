@@ -278,8 +278,9 @@ for (const dialect of DIALECTS) {
         const session = JSON.parse(line.slice(8)) as { id: unknown; disposeTimeout: number };
         timeouts.set(String(session.id), session.disposeTimeout);
       }
-      assert.equal(timeouts.get(zeroId), 0);
-      assert.equal(timeouts.get(dfltId), 30000);
+      // debug names sessions by their public names.
+      assert.equal(timeouts.get(sessionName(zeroId)), 0);
+      assert.equal(timeouts.get(sessionName(dfltId)), 30000);
     }
 
     await clients.close(zero);
