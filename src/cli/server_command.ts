@@ -30,8 +30,10 @@ Options:
   --sequential-ids       hand out guessable session ids 1, 2, 3...
   --max-line-length N    longest command line in bytes (default ${DEFAULT_MAX_LINE_LENGTH})
   --max-held-keys N      keys one session may hold at once (default ${DEFAULT_MAX_HELD_KEYS})
-  --max-waiters-per-key N  requests that may wait for one key (default ${DEFAULT_MAX_WAITERS_PER_KEY})
-  --grace MS             grant no lock for MS ms after start, like Chubby's lock-delay (default 0)
+  --max-waiters-per-key N
+                         requests that may wait for one key (default ${DEFAULT_MAX_WAITERS_PER_KEY})
+  --grace MS             grant no lock for MS ms after start (Chubby's lock-delay;
+                         default 0: off); waits queue and are granted when it ends
   --tls-cert FILE        serve TLS with this PEM certificate (chain); needs --tls-key
   --tls-key FILE         the PEM private key of --tls-cert
   --verbose              also log every command and its reply

@@ -56,7 +56,11 @@ export interface ServerOptions {
   port?: number;
   /** Which server to behave like (default `extended`). */
   dialect?: Dialect;
-  /** Hand out session ids 1, 2, 3... (guessable) instead of random ones. */
+  /**
+   * Hand out session ids 1, 2, 3... (guessable, for tests) instead of random
+   * ones; replies then print them as they are, as the reference servers do,
+   * instead of the public names of random ids.
+   */
   sequentialIds?: boolean;
   /** Longest command line, in bytes (default 65536). */
   maxLineLength?: number;
