@@ -69,4 +69,5 @@ export { bunTransport } from "./src/transport/bun.ts";
 export { socketTransport } from "./src/transport/socket.ts";
 export type { SocketConnect, SocketConnectOptions, SocketLike } from "./src/transport/socket.ts";
 export { DEFAULT_PORT } from "./src/protocol/limits.ts";
+export { isSessionName, sessionName } from "./src/protocol/session_name.ts";
 export type { Dialect } from "./src/server/mod.ts";

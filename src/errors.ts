@@ -52,7 +52,11 @@ export type KeyKind = "key" | "value" | "session id";
  * ```
  */
 export interface DeadlockEdge {
-  /** Session id, without the `#` the server writes before it. */
+  /**
+   * The session as the server names it, without the `#` before it: its id
+   * on the reference servers, its public name on the bundled one
+   * (`isSessionName(session, await client.sessionId())` tells your own).
+   */
   readonly session: string;
   /** The key this session waits for, as the server wrote it. */
   readonly key: string;

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { random } from "./support/random.ts";
 import { sleep } from "./support/wait.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 const ROUNDS = 1000;
 
@@ -24,7 +25,7 @@ for (const dialect of DIALECTS) {
     await withServer(dialect, async ({ connect }) => {
       const holder = await connect();
       const racer = await connect();
-      const racerId = await racer.sessionId();
+      const racerId = sessionName(await racer.sessionId());
       let granted = 0;
       let gaveUp = 0;
       for (let round = 0; round < ROUNDS; round++) {

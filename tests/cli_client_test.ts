@@ -12,6 +12,7 @@ import { type Dialect, type ServerEvent, startServer } from "../src/server/mod.t
 import { Cli, runCli, SLOW, WAIT_MS } from "./support/cli_process.ts";
 import { startProxy } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 /** A server for one test, with the `wait` events it reported. */
 async function serve(dialect: Dialect = "extended") {
@@ -178,8 +179,9 @@ async function busyServer() {
   assert.equal(await holder.lock("ledger"), true);
   assert.equal(await holder.lockValue("schema", "read"), true);
   // Asked first: a waiting lock holds back the calls made after it.
-  const holderId = await holder.sessionId();
-  const waiterId = await waiter.sessionId();
+  // What the server prints for them: their public names.
+  const holderId = sessionName(await holder.sessionId());
+  const waiterId = sessionName(await waiter.sessionId());
   const wait = waiter.lock("ledger", { timeout: 4 * WAIT_MS });
   await s.waits("ledger");
   return {

@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ELockClient } from "../mod.ts";
 import { main } from "../src/cli.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 import { Cli, SLOW } from "./support/cli_process.ts";
 import { LineClient } from "./support/line_client.ts";
 import { makeCertificates } from "./support/tls_cert.ts";
@@ -106,7 +107,9 @@ test(
         id = (await client.request("conn_id")).match(/^200 (\S+)\r$/)?.[1];
         assert.ok(id, "conn_id answers 200 ID");
         assert.equal(await client.request("lock a"), "200 Acquired\r");
-        await cli.waitForStderr(new RegExp(`^elock: #${id} connected from 127\\.0\\.0\\.1`));
+        await cli.waitForStderr(
+          new RegExp(`^elock: #${sessionName(id)} connected from 127\\.0\\.0\\.1`),
+        );
         cli.signal("SIGTERM");
         assert.equal(await cli.exit(), 0);
         assert.ok(await client.waitEnd(), "the server closed the client's connection");
@@ -114,7 +117,10 @@ test(
         await client.close();
       }
       assert.match(cli.stderr, /^elock: SIGTERM received, stopping$/m);
-      assert.match(cli.stderr, new RegExp(`^elock: #${id} disconnected .* holding 1 lock$`, "m"));
+      assert.match(
+        cli.stderr,
+        new RegExp(`^elock: #${sessionName(id!)} disconnected .* holding 1 lock$`, "m"),
+      );
       assert.doesNotMatch(cli.stderr, /lock a/, "commands are logged only with --verbose");
       await assertPortClosed(port);
     } finally {
@@ -140,7 +146,9 @@ test(
       } finally {
         await client.close();
       }
-      await cli.waitForStderr(new RegExp(`^elock: #${id} disconnected .* holding 2 locks$`));
+      await cli.waitForStderr(
+        new RegExp(`^elock: #${sessionName(id!)} disconnected .* holding 2 locks$`),
+      );
       cli.signal("SIGINT");
       assert.equal(await cli.exit(), 0);
       assert.match(cli.stderr, /^elock: SIGINT received, stopping$/m);

@@ -19,6 +19,7 @@ import {
 import { closedPort, DIALECTS, withServer } from "./support/client_server.ts";
 import { startProxy } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] lock() answers true when granted, false when another session holds the key`, async () => {
@@ -389,8 +390,8 @@ test("[extended] debug() parses sessions, locks and waiting requests", async () 
   await withServer("extended", async ({ connect }) => {
     const a = await connect();
     const b = await connect();
-    const aid = await a.sessionId();
-    const bid = await b.sessionId();
+    const aid = sessionName(await a.sessionId());
+    const bid = sessionName(await b.sessionId());
     await a.lock("k");
     await a.lockValue("v", "blue");
     const waiting = b.lock("k", { timeout: 10_000 });

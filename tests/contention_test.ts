@@ -13,6 +13,7 @@ import assert from "node:assert/strict";
 import { DeadlockError } from "../mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { until } from "./support/wait.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] waiters are served first come, first served`, async () => {
@@ -174,8 +175,8 @@ test("[extended] a deadlock between two clients is a DeadlockError with the cycl
   await withServer("extended", async ({ connect }) => {
     const a = await connect();
     const b = await connect();
-    const aid = await a.sessionId();
-    const bid = await b.sessionId();
+    const aid = sessionName(await a.sessionId());
+    const bid = sessionName(await b.sessionId());
     await a.lock("d1");
     await b.lock("d2");
     const aWaits = a.lock("d2", { timeout: 30_000 });
@@ -194,7 +195,8 @@ test("[extended] a deadlock between two clients is a DeadlockError with the cycl
 test("[extended] a deadlock across three clients names all three", async () => {
   await withServer("extended", async ({ connect }) => {
     const [a, b, c] = await Promise.all([connect(), connect(), connect()]);
-    const [aid, bid, cid] = await Promise.all([a!.sessionId(), b!.sessionId(), c!.sessionId()]);
+    const [aid, bid, cid] = (await Promise.all([a!.sessionId(), b!.sessionId(), c!.sessionId()]))
+      .map(sessionName);
     await a!.lock("e1");
     await b!.lock("e2");
     await c!.lock("e3");

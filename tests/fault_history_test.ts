@@ -80,6 +80,7 @@ import {
 import { startProxy } from "./support/proxy.ts";
 import { envSeed, random } from "./support/random.ts";
 import { sleep } from "./support/wait.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 const SEED = envSeed() ?? 20_260_501;
 const DURATION = positiveEnv("ELOCK_FAULT_DURATION") ?? 15_000;
@@ -434,7 +435,10 @@ for (const [index, dialect] of DIALECTS.entries()) {
 
       const injected = Object.values(faults).reduce((a, b) => a + b, 0);
       if (injected === 0) problems.push("no fault was injected");
-      const sessionOf = new Map(workers.map((w) => [w.report?.sessionId, w.report?.worker]));
+      // The server names a session by its public name (the sessionName of its id).
+      const sessionOf = new Map(
+        workers.map((w) => [sessionName(w.report?.sessionId ?? ""), w.report?.worker]),
+      );
       const across = overlaps.filter((o) => o.scope === "across clients");
       const same = overlaps.filter((o) => o.scope === "same client");
       const lines = [

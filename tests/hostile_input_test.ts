@@ -24,6 +24,7 @@ import {
   until,
 } from "./support/hostile.ts";
 import { sleep } from "./support/wait.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 /** For the tests that open many connections or move megabytes (Bun's default is 5 s). */
 const SLOW = { timeout: 60_000 };
@@ -277,8 +278,9 @@ for (const dialect of DIALECTS) {
         const session = JSON.parse(line.slice(8)) as { id: unknown; disposeTimeout: number };
         timeouts.set(String(session.id), session.disposeTimeout);
       }
-      assert.equal(timeouts.get(zeroId), 0);
-      assert.equal(timeouts.get(dfltId), 30000);
+      // debug names sessions by their public names.
+      assert.equal(timeouts.get(sessionName(zeroId)), 0);
+      assert.equal(timeouts.get(sessionName(dfltId)), 30000);
     }
 
     await clients.close(zero);
@@ -508,7 +510,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await a.request(`lock_value vk ${value}`), r.acquired);
       assert.equal(
         await b.request("lock_value vk other"),
-        `409 Already locked by #${aId} (${value})`,
+        `409 Already locked by #${sessionName(aId)} (${value})`,
       );
       assert.equal(await b.request(`lock_value vk ${value}`), r.acquired);
       assert.equal(await b.request("lock vk"), "500 Internal server error");

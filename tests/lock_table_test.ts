@@ -110,7 +110,7 @@ test("LockTable.createSession() hands out ids 1, 2, 3... with sequentialIds", ()
 
 test("LockTable.createSession() hands out distinct unguessable ids by default", () => {
   const t = new LockTable();
-  const ids = sessions(t, 50).map((s) => s.id);
+  const ids = sessions(t, 50).map((s) => s.secret);
   assert.equal(new Set(ids).size, 50);
   for (const id of ids) {
     assert.doesNotMatch(id, /^[0-9]+$/);

@@ -9,6 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { UnsupportedCommandError } from "../mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
+import { sessionName } from "../src/protocol/session_name.ts";
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] locks.request() runs the callback holding the lock and returns its result`, async () => {
@@ -116,7 +117,7 @@ for (const dialect of DIALECTS) {
 test("[extended] shared requests hold together; exclusive waits for all of them", async () => {
   await withServer("extended", async ({ connect, waits }) => {
     const [r1, r2, w, observer] = await Promise.all([connect(), connect(), connect(), connect()]);
-    const writerId = await w!.sessionId();
+    const writerId = sessionName(await w!.sessionId());
     const order: string[] = [];
     let releaseReaders!: () => void;
     const readersDone = new Promise<void>((resolve) => releaseReaders = resolve);
@@ -167,7 +168,7 @@ test("[extended] a shared request waits for an exclusive holder", async () => {
     assert.deepEqual(snapshot.held, [{
       name: "doc",
       mode: "exclusive",
-      clientId: await a!.sessionId(),
+      clientId: sessionName(await a!.sessionId()),
     }]);
     release();
     await Promise.all([exclusive, shared]);

@@ -7,6 +7,7 @@
 
 import { UnsupportedCommandError } from "../errors.ts";
 import type { DebugInfo } from "../protocol/reply_reader.ts";
+import { isSessionName } from "../protocol/session_name.ts";
 import { noPositionals, parseFlags } from "./flags.ts";
 import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
 import { type Subcommand, UsageError } from "./subcommand.ts";
@@ -102,7 +103,8 @@ function columns(header: readonly string[], rows: readonly (readonly string[])[]
  * Formats a `debug` reply as three tables: sessions, locks, waiters.
  *
  * @param info the parsed reply
- * @param self the session id of the asking client, marked `(elock debug)`
+ * @param self the session id of the asking client (its `conn_id`), whose
+ *   session (printed as its public name, or as the id itself) is marked `(elock debug)`
  * @returns the text, ending in a newline
  *
  * @example
@@ -121,7 +123,7 @@ export function formatDebugTable(info: DebugInfo, self: string): string {
     const expiresIn = field(s, "expiresIn");
     const connected = field(s, "disposeTimeoutId") === null;
     return [
-      printable(id) + (id === self ? " (elock debug)" : ""),
+      printable(id) + (isSessionName(id, self) ? " (elock debug)" : ""),
       connected ? "yes" : "no",
       typeof timeout === "number" ? `${timeout} ms` : "-",
       typeof expiresIn === "number" ? `${expiresIn} ms` : "-",

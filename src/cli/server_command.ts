@@ -7,12 +7,15 @@
 
 import { readFileSync } from "node:fs";
 import {
+  DEFAULT_MAX_HELD_KEYS,
   DEFAULT_MAX_LINE_LENGTH,
+  DEFAULT_MAX_WAITERS_PER_KEY,
   DEFAULT_PORT,
   type ServerEvent,
   type ServerOptions,
   startServer,
 } from "../server/mod.ts";
+import { MAX_WAIT_MS } from "../server/lock_table.ts";
 import { noPositionals, parseFlags, parseWholeNumber, quote } from "./flags.ts";
 import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";
 
@@ -26,6 +29,11 @@ Options:
   --dialect DIALECT      extended or original (default extended)
   --sequential-ids       hand out guessable session ids 1, 2, 3...
   --max-line-length N    longest command line in bytes (default ${DEFAULT_MAX_LINE_LENGTH})
+  --max-held-keys N      keys one session may hold at once (default ${DEFAULT_MAX_HELD_KEYS})
+  --max-waiters-per-key N
+                         requests that may wait for one key (default ${DEFAULT_MAX_WAITERS_PER_KEY})
+  --grace MS             grant no lock for MS ms after start (Chubby's lock-delay;
+                         default 0: off); waits queue and are granted when it ends
   --tls-cert FILE        serve TLS with this PEM certificate (chain); needs --tls-key
   --tls-key FILE         the PEM private key of --tls-cert
   --verbose              also log every command and its reply
@@ -38,6 +46,9 @@ const FLAGS = {
   dialect: { type: "string" },
   "sequential-ids": { type: "boolean" },
   "max-line-length": { type: "string" },
+  "max-held-keys": { type: "string" },
+  "max-waiters-per-key": { type: "string" },
+  grace: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   verbose: { type: "boolean" },
@@ -94,6 +105,7 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
       `invalid --max-line-length ${quote(maxLine!)} (expected a whole number of at least 16)`,
     );
   }
+  const limits = parseTableLimits(values);
   if (values.host === "") throw new UsageError("option --host needs a value");
   const tls = parseTls(values["tls-cert"], values["tls-key"]);
   return {
@@ -103,8 +115,33 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     sequentialIds: values["sequential-ids"] ?? false,
     maxLineLength,
     verbose: values.verbose ?? false,
+    ...limits,
     ...(tls === undefined ? {} : { tls }),
   };
+}
+
+/** `--max-held-keys`, `--max-waiters-per-key` and `--grace`, those given. */
+function parseTableLimits(
+  values: { "max-held-keys"?: string; "max-waiters-per-key"?: string; grace?: string },
+): Pick<ServerOptions, "maxHeldKeys" | "maxWaitersPerKey" | "graceMs"> {
+  const limits: Pick<ServerOptions, "maxHeldKeys" | "maxWaitersPerKey" | "graceMs"> = {};
+  const whole = (flag: string, text: string, min: number, max: number): number => {
+    const n = parseWholeNumber(text, min, max);
+    if (n === null) {
+      throw new UsageError(
+        `invalid --${flag} ${quote(text)} (expected a whole number ${min}-${max})`,
+      );
+    }
+    return n;
+  };
+  const held = values["max-held-keys"];
+  if (held !== undefined) limits.maxHeldKeys = whole("max-held-keys", held, 1, 2 ** 31);
+  const waiters = values["max-waiters-per-key"];
+  if (waiters !== undefined) {
+    limits.maxWaitersPerKey = whole("max-waiters-per-key", waiters, 1, 2 ** 31);
+  }
+  if (values.grace !== undefined) limits.graceMs = whole("grace", values.grace, 0, MAX_WAIT_MS);
+  return limits;
 }
 
 /** Reads the files of `--tls-cert` and `--tls-key`, given both or neither. */

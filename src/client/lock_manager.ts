@@ -83,7 +83,10 @@ export interface ELockLockInfo {
   name: string;
   /** The mode; not known for waiting requests. */
   mode?: ELockLockMode;
-  /** The session id of the holder or waiter. */
+  /**
+   * The holder or waiter as the server names it: its session id on the
+   * reference servers, its public name on the bundled one (see `isSessionName()`).
+   */
   clientId: string;
 }
 

@@ -85,7 +85,7 @@ export interface Stats {
 export interface DebugLock {
   /** The key, as the server wrote it. */
   key: string;
-  /** Session ids of its holders, without `#`. */
+  /** Its holders as the server names them, without `#` (the bundled server: public names, see `isSessionName()`). */
   holders: string[];
   /** The value of a value lock; `null` for an exclusive lock. */
   value: string | null;
@@ -100,7 +100,7 @@ export interface DebugLock {
  * ```
  */
 export interface DebugRequest {
-  /** Session id of the waiter, without `#`. */
+  /** The waiter as the server names it, without `#` (the bundled server: its public name). */
   session: string;
   /** The key it waits for. */
   key: string;

@@ -243,12 +243,15 @@ class SessionHandler {
   }
 
   #log(line: SplitLine, reply: string): void {
-    this.#ctx.onEvent?.({
-      type: "command",
-      session: this.#session.id,
-      line: line === OVERLONG_LINE ? "(line too long)" : line,
-      reply: reply.trimEnd(),
-    });
+    if (this.#ctx.onEvent === undefined) return;
+    let shown = line === OVERLONG_LINE ? "(line too long)" : line;
+    let answer = reply.trimEnd();
+    // A conn_id's argument and answer are secret ids: log their public names.
+    if (shown === "conn_id" && answer.startsWith("200 ")) answer = `200 ${this.#session.id}`;
+    else if (shown.startsWith("conn_id ")) {
+      shown = `conn_id ${this.#ctx.table.publicName(shown.slice(8))}`;
+    }
+    this.#ctx.onEvent({ type: "command", session: this.#session.id, line: shown, reply: answer });
   }
 
   /** Lets a reader paused by a full queue go on. */
@@ -282,7 +285,7 @@ class SessionHandler {
         table.unlockAll(session);
         return replies.unlockAll + eol;
       case "conn_id/0":
-        return `200 ${session.id}${eol}`;
+        return `200 ${session.secret}${eol}`;
       case "conn_id/1": {
         if (replies.resumeFirstOnly && !first) return replies.resume("active") + eol;
         const { result, session: next } = table.resume(session, words[1]!);

@@ -40,6 +40,19 @@ export interface DialectReplies {
 
 const holders = (ids: readonly string[]): string => ids.map((id) => `#${id}`).join(", ");
 
+/** The message of a lock refused by an operator limit (after the dialect's error code). */
+function limitText(what: "held" | "waiters", limit: number): string {
+  return what === "held"
+    ? `Too many keys held by this session (limit ${limit})`
+    : `Too many waiters for this key (limit ${limit})`;
+}
+
+/**
+ * The extended dialect's answer to a lock during the grace period after
+ * start (no key is granted yet, and no wait was asked for).
+ */
+const GRACE_REPLY = "409 Not granted during the grace period after start";
+
 /** Replies of the Erlang eLock server (lines end in `\r\n`). */
 export const ORIGINAL: DialectReplies = {
   eol: "\r\n",
@@ -47,7 +60,12 @@ export const ORIGINAL: DialectReplies = {
   hasDebug: false,
   quitCloses: true,
   resumeFirstOnly: true,
-  lock: (r) => r.kind === "acquired" ? "200 Acquired" : "409 Unavailable",
+  lock: (r) =>
+    r.kind === "acquired"
+      ? "200 Acquired"
+      : r.kind === "limit"
+      ? `400 ${limitText(r.what, r.limit)}`
+      : "409 Unavailable",
   unlock: (r) =>
     r.kind === "released"
       ? "200 Unlocked"
@@ -88,6 +106,10 @@ export const EXTENDED: DialectReplies = {
         return `423 Deadlock: ${r.path}`;
       case "conflict":
         return "500 Internal server error";
+      case "grace":
+        return GRACE_REPLY;
+      case "limit":
+        return `500 ${limitText(r.what, r.limit)}`;
     }
   },
   unlock: (r) =>

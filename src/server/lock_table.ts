@@ -1,17 +1,30 @@
 /**
  * The lock table: sessions, exclusive and value locks, FIFO waiters with
- * deadlines, deadlock detection and session expiry. Runtime-neutral: it uses
- * only timers and `crypto.getRandomValues`.
+ * deadlines, deadlock detection, session expiry, per-session limits and the
+ * grace period after start. Runtime-neutral: it uses only timers and
+ * `crypto.getRandomValues`.
+ *
+ * Nothing on a lock, an unlock or a wait grows with the size of the table:
+ * the counters `stats` prints are kept up to date as locks are granted and
+ * released, and the deadlock search follows only the waits that could lead
+ * back to the requester.
  *
  * @module
  */
 
 import { MAX_WAIT_SECONDS } from "../protocol/limits.ts";
+import { sessionName } from "../protocol/session_name.ts";
 
 /** A client session; it outlives its connection for `releaseTimeout` ms. */
 export interface Session {
-  /** Opaque id, handed out by `conn_id`. */
+  /**
+   * Public name: what replies (`#ID`), `debug` and logs show. Derived from
+   * {@linkcode Session.secret} by {@linkcode sessionName} (with sequential
+   * ids, the id itself); it does not resume the session.
+   */
   readonly id: string;
+  /** Secret id, answered to `conn_id` on the session's own connection; `conn_id SECRET` resumes. */
+  readonly secret: string;
   /** Milliseconds the session's locks survive a disconnect. */
   releaseTimeout: number;
   /** Whether a connection is attached to this session. */
@@ -24,12 +37,21 @@ export interface Session {
   expiresAt: number;
   /** Expiry timer of a disconnected session. */
   expiry: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Internal: how many keys this session holds that others wait for. A wait
+   * can close a cycle only through such a key, so at 0 no search is needed.
+   */
+  contested: number;
+  /** Internal: stamp of the last deadlock search that reached this session. */
+  mark: number;
 }
 
 /** A queued lock request. */
 export interface Waiter {
   readonly session: Session;
   readonly key: string;
+  /** The state of `key` (it lives as long as the waiter is queued). */
+  readonly state: KeyState;
   /** `null` for an exclusive lock. */
   readonly value: string | null;
   readonly timer: ReturnType<typeof setTimeout> | undefined;
@@ -57,7 +79,14 @@ export type LockResult =
   }
   | { readonly kind: "deadlock"; readonly path: string }
   /** The key is locked in the other mode (exclusive vs value). */
-  | { readonly kind: "conflict" };
+  | { readonly kind: "conflict" }
+  /** Not granted because the grace period after start is still running (no wait asked). */
+  | { readonly kind: "grace" }
+  /**
+   * Refused by an operator limit: the session already holds `limit` keys
+   * (`"held"`), or `limit` requests already wait for the key (`"waiters"`).
+   */
+  | { readonly kind: "limit"; readonly what: "held" | "waiters"; readonly limit: number };
 
 /** Outcome of an unlock. */
 export type UnlockResult =
@@ -73,17 +102,50 @@ export type ResumeResult =
   | "unknown"
   | "active";
 
+/**
+ * Keys one session may hold at once by default.
+ *
+ * @example
+ * ```ts
+ * const table = new LockTable({ maxHeldKeys: DEFAULT_MAX_HELD_KEYS / 10 });
+ * ```
+ */
+export const DEFAULT_MAX_HELD_KEYS = 100_000;
+/**
+ * Requests that may wait for one key at once by default. (A session waits
+ * for one key at a time: its connection's commands run in order.)
+ *
+ * @example
+ * ```ts
+ * const table = new LockTable({ maxWaitersPerKey: DEFAULT_MAX_WAITERS_PER_KEY / 10 });
+ * ```
+ */
+export const DEFAULT_MAX_WAITERS_PER_KEY = 100_000;
+
 /** Options of a {@linkcode LockTable}. */
 export interface LockTableOptions {
-  /** Hand out ids 1, 2, 3... instead of random ones. */
+  /** Hand out ids 1, 2, 3... instead of random ones (they are then also the public names). */
   sequentialIds?: boolean;
   /** Release timeout of a new session, in ms (default 30000). */
   defaultReleaseTimeout?: number;
   /** Answer a wait that would close a cycle of waiters with a deadlock (default true). */
   detectDeadlocks?: boolean;
+  /** Keys one session may hold at once (default 100,000); beyond it a lock is refused. */
+  maxHeldKeys?: number;
+  /** Requests that may wait for one key at once (default 100,000); beyond it a wait is refused. */
+  maxWaitersPerKey?: number;
+  /**
+   * Grace period after start, in ms (default 0, off): no key is granted for
+   * that long. Waits queue and are granted in order when it ends; a lock
+   * without a wait is refused ({@linkcode LockResult} `"grace"`).
+   */
+  graceMs?: number;
 }
 
 const ACQUIRED: LockResult = Object.freeze({ kind: "acquired" });
+const CONFLICT: LockResult = Object.freeze({ kind: "conflict" });
+const GRACE: LockResult = Object.freeze({ kind: "grace" });
+const NOBODY: LockResult = Object.freeze({ kind: "unavailable", holders: [], value: null });
 /** Longest wait the table accepts, in ms (within a timer's limit). */
 export const MAX_WAIT_MS: number = MAX_WAIT_SECONDS * 1000;
 
@@ -98,32 +160,63 @@ export const MAX_WAIT_MS: number = MAX_WAIT_SECONDS * 1000;
  * ```
  */
 export class LockTable {
+  /** Sessions by secret id. */
   readonly sessions: Map<string, Session> = new Map();
   readonly keys: Map<string, KeyState> = new Map();
   readonly #sequential: boolean;
   readonly #defaultReleaseTimeout: number;
   readonly #detectDeadlocks: boolean;
+  readonly #heldLimit: LockResult;
+  readonly #maxHeld: number;
+  readonly #waitersLimit: LockResult;
+  readonly #maxWaiters: number;
   #nextId = 1;
   #closed = false;
+  /** Keys with at least one holder. */
+  #locked = 0;
+  /** Queued waits. */
+  #waiting = 0;
+  #grace: ReturnType<typeof setTimeout> | undefined;
+  /** Deadlock search: stamp of the current search, sessions reached, how. */
+  #epoch = 0;
+  readonly #reached: Session[] = [];
+  readonly #from: number[] = [];
+  readonly #stack: number[] = [];
 
   constructor(options: LockTableOptions = {}) {
     this.#sequential = options.sequentialIds ?? false;
     this.#defaultReleaseTimeout = options.defaultReleaseTimeout ?? 30_000;
     this.#detectDeadlocks = options.detectDeadlocks ?? true;
+    this.#maxHeld = positive("maxHeldKeys", options.maxHeldKeys ?? DEFAULT_MAX_HELD_KEYS);
+    this.#maxWaiters = positive(
+      "maxWaitersPerKey",
+      options.maxWaitersPerKey ?? DEFAULT_MAX_WAITERS_PER_KEY,
+    );
+    this.#heldLimit = Object.freeze({ kind: "limit", what: "held", limit: this.#maxHeld });
+    this.#waitersLimit = Object.freeze({ kind: "limit", what: "waiters", limit: this.#maxWaiters });
+    const graceMs = options.graceMs ?? 0;
+    if (!Number.isInteger(graceMs) || graceMs < 0 || graceMs > MAX_WAIT_MS) {
+      throw new RangeError(`Invalid graceMs: ${graceMs} (a whole number of ms, 0 for none)`);
+    }
+    if (graceMs > 0) this.#grace = setTimeout(() => this.#endGrace(), graceMs);
   }
 
   /** Starts a new connected session with a fresh id. */
   createSession(): Session {
+    const secret = this.#newId();
     const session: Session = {
-      id: this.#newId(),
+      id: this.publicName(secret),
+      secret,
       releaseTimeout: this.#defaultReleaseTimeout,
       connected: true,
       held: new Set(),
       waiting: null,
       expiresAt: 0,
       expiry: undefined,
+      contested: 0,
+      mark: 0,
     };
-    this.sessions.set(session.id, session);
+    this.sessions.set(secret, session);
     return session;
   }
 
@@ -148,43 +241,62 @@ export class LockTable {
     value: string | null,
     waitMs: number,
   ): LockResult | Promise<LockResult> {
-    if (this.#closed) return { kind: "unavailable", holders: [], value: null };
+    if (this.#closed) return NOBODY;
     let state = this.keys.get(key);
+    if (state !== undefined && state.holders.has(session)) {
+      // Re-entrant; or held by this session in another mode or value.
+      if (state.value === value) return ACQUIRED;
+      return state.value === null || value === null ? CONFLICT : this.#unavailable(state);
+    }
+    if (
+      state !== undefined && state.holders.size > 0 && state.value !== value &&
+      (state.value === null || value === null)
+    ) {
+      return CONFLICT;
+    }
+    if (session.held.size >= this.#maxHeld) return this.#heldLimit;
     if (state === undefined) {
+      if (this.#grace === undefined) {
+        state = { key, value, holders: new Set(), queue: [] };
+        this.keys.set(key, state);
+        this.#grant(state, session);
+        return ACQUIRED;
+      }
+      if (waitMs <= 0) return GRACE;
       state = { key, value, holders: new Set(), queue: [] };
       this.keys.set(key, state);
-      this.#grant(state, session);
-      return ACQUIRED;
-    }
-    if (state.holders.size > 0 && state.value !== value) {
-      if (state.value === null || value === null) return { kind: "conflict" };
-      if (state.holders.has(session)) return this.#unavailable(state);
-    } else if (state.holders.has(session)) {
-      return ACQUIRED;
     } else if (
-      state.holders.size === 0 ||
-      (value !== null && state.queue.length === 0)
+      this.#grace === undefined &&
+      (state.holders.size === 0 ||
+        (value !== null && state.value === value && state.queue.length === 0))
     ) {
+      // Free, or shared with the holders of the same value and nobody queued before.
       if (state.holders.size === 0) state.value = value;
       this.#grant(state, session);
       return ACQUIRED;
+    } else {
+      // A cycle back to `session` must end in a wait for a key it holds.
+      const path = this.#detectDeadlocks && session.contested > 0
+        ? this.#findCycle(session, state)
+        : null;
+      if (path !== null) return { kind: "deadlock", path };
+      if (waitMs <= 0) return this.#unavailable(state);
+      if (state.queue.length >= this.#maxWaiters) return this.#waitersLimit;
     }
-    const path = this.#detectDeadlocks ? this.#findCycle(session, state) : null;
-    if (path !== null) return { kind: "deadlock", path };
-    if (waitMs <= 0) return this.#unavailable(state);
+    const queued = state;
     return new Promise<LockResult>((resolve) => {
       const waiter: Waiter = {
         session,
         key,
+        state: queued,
         value,
         timer: setTimeout(() => {
           this.#leaveQueue(waiter);
-          resolve(this.#unavailable(state));
+          resolve(this.#unavailable(queued));
         }, Math.min(waitMs, MAX_WAIT_MS)),
         settle: resolve,
       };
-      session.waiting = waiter;
-      state.queue.push(waiter);
+      this.#enqueue(queued, waiter);
     });
   }
 
@@ -203,6 +315,7 @@ export class LockTable {
 
   /** Releases every key `session` holds. */
   unlockAll(session: Session): void {
+    if (session.held.size === 0) return;
     for (const key of [...session.held]) {
       const state = this.keys.get(key);
       if (state !== undefined) this.#release(state, session);
@@ -214,12 +327,7 @@ export class LockTable {
     const waiter = session.waiting;
     if (waiter === null) return;
     this.#leaveQueue(waiter);
-    const state = this.keys.get(waiter.key);
-    waiter.settle(
-      state === undefined
-        ? { kind: "unavailable", holders: [], value: null }
-        : this.#unavailable(state),
-    );
+    waiter.settle(this.#closed ? NOBODY : this.#unavailable(waiter.state));
   }
 
   /**
@@ -248,38 +356,55 @@ export class LockTable {
     session.expiry = undefined;
     this.cancelWait(session);
     this.unlockAll(session);
-    if (this.sessions.get(session.id) === session) {
-      this.sessions.delete(session.id);
+    if (this.sessions.get(session.secret) === session) {
+      this.sessions.delete(session.secret);
     }
   }
 
   /**
-   * Moves the connection of `current` over to the disconnected session `id`.
-   * `current` must not be waiting. On success the caller continues with the
-   * returned session, and `current` (which holds nothing) is forgotten.
+   * Moves the connection of `current` over to the disconnected session whose
+   * secret id is `secret` (a public name never resumes). `current` must not
+   * be waiting. On success the caller continues with the returned session,
+   * and `current` (which holds nothing) is forgotten.
    */
   resume(
     current: Session,
-    id: string,
+    secret: string,
   ): { result: ResumeResult; session: Session } {
-    if (id === current.id) return { result: "same", session: current };
+    if (secret === current.secret) return { result: "same", session: current };
     if (current.held.size > 0) return { result: "holds_locks", session: current };
-    const target = this.sessions.get(id);
+    const target = this.sessions.get(secret);
     if (target === undefined) return { result: "unknown", session: current };
     if (target.connected) return { result: "active", session: current };
     clearTimeout(target.expiry);
     target.expiry = undefined;
     target.expiresAt = 0;
     target.connected = true;
-    this.sessions.delete(current.id);
+    this.sessions.delete(current.secret);
     return { result: "resumed", session: target };
   }
 
-  /** Number of locked keys. */
+  /**
+   * The public name of the session whose secret id is `secret` (whether such
+   * a session exists or not): what logs show in place of a secret.
+   */
+  publicName(secret: string): string {
+    return this.#sequential ? secret : sessionName(secret);
+  }
+
+  /** Number of locked keys (kept as locks come and go: O(1)). */
   get lockCount(): number {
-    let n = 0;
-    for (const state of this.keys.values()) if (state.holders.size > 0) n++;
-    return n;
+    return this.#locked;
+  }
+
+  /** Number of queued waits (O(1)). */
+  get waitingCount(): number {
+    return this.#waiting;
+  }
+
+  /** Whether the grace period after start is still running (no key is granted). */
+  get inGrace(): boolean {
+    return this.#grace !== undefined;
   }
 
   /**
@@ -288,104 +413,179 @@ export class LockTable {
    */
   close(): void {
     this.#closed = true;
+    clearTimeout(this.#grace);
+    this.#grace = undefined;
     const waiters: Waiter[] = [];
     for (const state of this.keys.values()) {
-      waiters.push(...state.queue);
+      for (const waiter of state.queue) waiters.push(waiter);
       state.queue.length = 0;
     }
     for (const waiter of waiters) {
       clearTimeout(waiter.timer);
       waiter.session.waiting = null;
-      const state = this.keys.get(waiter.key);
       waiter.settle(
-        state === undefined
-          ? { kind: "unavailable", holders: [], value: null }
-          : this.#unavailable(state),
+        waiter.state.holders.size === 0 ? NOBODY : this.#unavailable(waiter.state),
       );
     }
     for (const session of this.sessions.values()) clearTimeout(session.expiry);
     this.sessions.clear();
     this.keys.clear();
+    this.#locked = 0;
+    this.#waiting = 0;
+  }
+
+  #endGrace(): void {
+    this.#grace = undefined;
+    if (this.#closed) return;
+    // Only keys with waiters exist during the grace period (nothing is held).
+    for (const state of [...this.keys.values()]) this.#promote(state);
   }
 
   #grant(state: KeyState, session: Session): void {
+    if (state.holders.size === 0) this.#locked++;
     state.holders.add(session);
     session.held.add(state.key);
+    if (state.queue.length > 0) session.contested++;
   }
 
   #release(state: KeyState, session: Session): void {
     state.holders.delete(session);
     session.held.delete(state.key);
+    if (state.holders.size === 0) this.#locked--;
+    if (state.queue.length > 0) session.contested--;
     this.#promote(state);
+  }
+
+  #enqueue(state: KeyState, waiter: Waiter): void {
+    if (state.queue.length === 0) { for (const holder of state.holders) holder.contested++; }
+    state.queue.push(waiter);
+    waiter.session.waiting = waiter;
+    this.#waiting++;
+  }
+
+  /** Takes the waiter at `index` out of the queue of `state`. */
+  #dequeue(state: KeyState, index: number): void {
+    if (index === 0) state.queue.shift();
+    else state.queue.splice(index, 1);
+    this.#waiting--;
+    if (state.queue.length === 0) { for (const holder of state.holders) holder.contested--; }
   }
 
   #leaveQueue(waiter: Waiter): void {
     clearTimeout(waiter.timer);
     if (waiter.session.waiting === waiter) waiter.session.waiting = null;
-    const state = this.keys.get(waiter.key);
-    if (state === undefined) return;
+    const state = waiter.state;
     const i = state.queue.indexOf(waiter);
-    if (i !== -1) state.queue.splice(i, 1);
+    if (i === -1) return;
+    this.#dequeue(state, i);
     this.#promote(state);
   }
 
   /** Grants waiters that can now go ahead; forgets a key nobody uses. */
   #promote(state: KeyState): void {
-    for (;;) {
-      const head = state.queue[0];
-      if (head === undefined) break;
+    const queue = state.queue;
+    const head = queue[0];
+    if (head !== undefined && this.#grace === undefined) {
       if (state.holders.size === 0) {
         state.value = head.value;
-      } else if (head.value === null || head.value !== state.value) {
-        break;
       }
-      // Grant the head and, for a value lock, every waiter for that value.
-      const granted = head.value === null
-        ? [head]
-        : state.queue.filter((w) => w.value === head.value);
-      for (const waiter of granted) {
-        clearTimeout(waiter.timer);
-        waiter.session.waiting = null;
-        state.queue.splice(state.queue.indexOf(waiter), 1);
-        this.#grant(state, waiter.session);
-        waiter.settle(ACQUIRED);
+      if (head.value === null) {
+        if (state.holders.size === 0) {
+          this.#dequeue(state, 0);
+          this.#handOver(state, head);
+        }
+      } else if (head.value === state.value) {
+        // Every waiter for that value is granted together, in queue order.
+        const value = head.value;
+        const granted: Waiter[] = [];
+        let kept = 0;
+        for (const waiter of queue) {
+          if (waiter.value === value) granted.push(waiter);
+          else queue[kept++] = waiter;
+        }
+        queue.length = kept;
+        this.#waiting -= granted.length;
+        if (kept === 0) { for (const holder of state.holders) holder.contested--; }
+        for (const waiter of granted) this.#handOver(state, waiter);
       }
-      if (head.value === null) break;
     }
-    if (state.holders.size === 0 && state.queue.length === 0) {
+    if (state.holders.size === 0 && queue.length === 0) {
       this.keys.delete(state.key);
     }
   }
 
+  /** Grants `state` to `waiter`, already out of the queue. */
+  #handOver(state: KeyState, waiter: Waiter): void {
+    clearTimeout(waiter.timer);
+    waiter.session.waiting = null;
+    this.#grant(state, waiter.session);
+    waiter.settle(ACQUIRED);
+  }
+
   #unavailable(state: KeyState): LockResult {
+    if (state.holders.size === 0 && this.#grace !== undefined) return GRACE;
     return { kind: "unavailable", holders: ids(state.holders), value: state.value };
   }
 
   /**
    * Follows "waits for key, key held by session" edges from the holders of
-   * `state`; returns the cycle back to `requester` as
-   * `#R => k1 = #A => k2 = #R`, or null.
+   * `state`, without recursion; returns the cycle back to `requester` as
+   * `#R => k1 = #A => k2 = #R`, or null. Each session is visited at most
+   * once, and only sessions that wait are followed, so the cost is the
+   * number of waits reachable from `state` (a chain's length), not the size
+   * of the table.
    */
   #findCycle(requester: Session, state: KeyState): string | null {
-    const seen = new Set<Session>();
-    const walk = (key: KeyState, path: string): string | null => {
-      for (const holder of key.holders) {
-        const step = `${path} => ${key.key} = #${holder.id}`;
-        if (holder === requester) return step;
-        if (seen.has(holder)) continue;
-        seen.add(holder);
-        const next = holder.waiting && this.keys.get(holder.waiting.key);
-        if (next) {
-          const found = walk(next, step);
-          if (found !== null) return found;
+    const epoch = ++this.#epoch;
+    const reached = this.#reached;
+    const from = this.#from;
+    const stack = this.#stack;
+    let keyState = state;
+    let via = -1;
+    try {
+      for (;;) {
+        for (const holder of keyState.holders) {
+          if (holder === requester) return this.#cyclePath(requester, state, via);
+          if (holder.mark === epoch || holder.waiting === null) continue;
+          holder.mark = epoch;
+          stack.push(reached.length);
+          reached.push(holder);
+          from.push(via);
         }
+        const next = stack.pop();
+        if (next === undefined) return null;
+        via = next;
+        keyState = reached[next]!.waiting!.state;
       }
-      return null;
-    };
-    return walk(state, `#${requester.id}`);
+    } finally {
+      reached.length = 0;
+      from.length = 0;
+      stack.length = 0;
+    }
+  }
+
+  /** The path `#R => K = #A => ... = #R`, from the search's record of who reached whom. */
+  #cyclePath(requester: Session, state: KeyState, last: number): string {
+    const chain: Session[] = [];
+    for (let i = last; i !== -1; i = this.#from[i]!) chain.push(this.#reached[i]!);
+    let path = `#${requester.id} => ${state.key}`;
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const session = chain[i]!;
+      path += ` = #${session.id} => ${session.waiting!.key}`;
+    }
+    return `${path} = #${requester.id}`;
   }
 }
 
 function ids(holders: Set<Session>): string[] {
-  return [...holders].map((s) => s.id);
+  const out: string[] = [];
+  for (const s of holders) out.push(s.id);
+  return out;
+}
+
+function positive(name: string, n: number): number {
+  if (!Number.isInteger(n) || n < 1) {
+    throw new RangeError(`Invalid ${name}: ${n} (a whole number, at least 1)`);
+  }
+  return n;
 }

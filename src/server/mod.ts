@@ -23,6 +23,9 @@ export type { Dialect } from "./dialect.ts";
 export type { ServerConnection, ServerEvent } from "./connection.ts";
 export type { Listen, Listener, ListenOptions, ServerTlsOptions } from "./listener.ts";
 
+export { DEFAULT_MAX_HELD_KEYS, DEFAULT_MAX_WAITERS_PER_KEY } from "./lock_table.ts";
+export { isSessionName, sessionName } from "../protocol/session_name.ts";
+
 /** The port eLock servers listen on by default: 11400. */
 export { DEFAULT_PORT };
 
@@ -53,12 +56,36 @@ export interface ServerOptions {
   port?: number;
   /** Which server to behave like (default `extended`). */
   dialect?: Dialect;
-  /** Hand out session ids 1, 2, 3... (guessable) instead of random ones. */
+  /**
+   * Hand out session ids 1, 2, 3... (guessable, for tests) instead of random
+   * ones; replies then print them as they are, as the reference servers do,
+   * instead of the public names of random ids.
+   */
   sequentialIds?: boolean;
   /** Longest command line, in bytes (default 65536). */
   maxLineLength?: number;
   /** Release timeout of new sessions, in ms (default 30000). */
   defaultReleaseTimeout?: number;
+  /**
+   * Keys one session may hold at once (default 100,000). A lock beyond it is
+   * answered `500 Too many keys held by this session (limit N)` (original
+   * dialect: `400 ...`).
+   */
+  maxHeldKeys?: number;
+  /**
+   * Requests that may wait for one key at once (default 100,000). A wait
+   * beyond it is answered `500 Too many waiters for this key (limit N)`
+   * (original dialect: `400 ...`). A session waits for one key at a time.
+   */
+  maxWaitersPerKey?: number;
+  /**
+   * Grace period after start, in ms (default 0: off), like Chubby's
+   * lock-delay: no key is granted for that long, so that a restarted server
+   * cannot hand a key to a new client before the lease of the holder it
+   * forgot has run out. Waits queue and are granted in order when it ends; a
+   * lock without a wait is refused (`409`).
+   */
+  graceMs?: number;
   /** Called for each connection event (and each command, with `verbose`). */
   onEvent?: (event: ServerEvent) => void;
   /** Report every command to `onEvent`, not only connection events. */
@@ -150,6 +177,11 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
     sequentialIds: options.sequentialIds ?? false,
     defaultReleaseTimeout: options.defaultReleaseTimeout ?? 30_000,
     detectDeadlocks: dialect === "extended",
+    ...(options.maxHeldKeys === undefined ? {} : { maxHeldKeys: options.maxHeldKeys }),
+    ...(options.maxWaitersPerKey === undefined
+      ? {}
+      : { maxWaitersPerKey: options.maxWaitersPerKey }),
+    ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
   });
   const onEvent = options.onEvent;
   const context = {

@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import type { Dialect } from "../../src/server/mod.ts";
 import { LineClient } from "./line_client.ts";
 import { sleep } from "./wait.ts";
+import { sessionName } from "../../src/protocol/session_name.ts";
 
 /** Both dialects, in the order the tests are declared. */
 export const DIALECTS: readonly Dialect[] = ["original", "extended"];
@@ -64,10 +65,11 @@ export function repliesOf(dialect: Dialect): Replies {
     dialect,
     line,
     acquired: "200 Lock acquired",
-    unavailable: (id) => `409 Already locked by #${id}`,
+    // The server prints a session's public name, not the id conn_id answered.
+    unavailable: (id) => `409 Already locked by #${sessionName(id)}`,
     unlocked: "200 Lock released",
     notLocked: "200 Lock released",
-    notYours: (id) => `403 Locked by #${id}`,
+    notYours: (id) => `403 Locked by #${sessionName(id)}`,
     unlockAll: "200 OK",
     setTimeout: "200 OK",
     quit: "200 OK",

@@ -23,6 +23,7 @@
 
 import { AssertionError } from "node:assert/strict";
 import { LineClient } from "./line_client.ts";
+import { sessionName } from "../../src/protocol/session_name.ts";
 
 /** One step of a transcript. */
 export type Step =
@@ -125,7 +126,7 @@ export function parseTranscript(name: string, text: string): Transcript {
 }
 
 /** A placeholder `{X}`. */
-const PLACEHOLDER = /\{([A-Z])\}/g;
+const PLACEHOLDER = /(#?)\{([A-Z])\}/g;
 
 /**
  * Replays `transcript` against the eLock server on `port` (127.0.0.1).
@@ -182,14 +183,17 @@ export async function replayTranscript(
     return c;
   };
 
-  /** `text` with every bound placeholder replaced by its id. */
-  const substitute = (text: string): string =>
-    text.replace(PLACEHOLDER, (_, letter: string) => {
+  /**
+   * `text` with every bound placeholder replaced by its id; `#{X}` in a reply
+   * by the session's public name (the id itself with sequential ids).
+   */
+  const substitute = (text: string, reply = false): string =>
+    text.replace(PLACEHOLDER, (_, hash: string, letter: string) => {
       const id = ids.get(letter);
       if (id === undefined) {
         return transcriptError(`{${letter}} is used before "${letter}< 200 {${letter}}" bound it`);
       }
-      return id;
+      return hash + (reply && hash !== "" && !options.sequentialIds ? sessionName(id) : id);
     });
 
   const receive = async (conn: string, text: string): Promise<void> => {
@@ -203,7 +207,7 @@ export async function replayTranscript(
       bind(conn, binding[2]!, actual, c);
       return;
     }
-    const expected = substitute(text);
+    const expected = substitute(text, true);
     if (expected.startsWith("SESSION {") && !options.sequentialIds) {
       checkSession(expected, actual, c, sessions);
       return;
@@ -231,7 +235,7 @@ export async function replayTranscript(
     ids.set(conn, id);
   };
 
-  /** Random ids: any JSON object whose "id" is a bound id, once per `debug`. */
+  /** Random ids: any JSON object whose "id" is a bound session's public name, once per `debug`. */
   const checkSession = (
     expected: string,
     actual: string | null,
@@ -259,8 +263,8 @@ export async function replayTranscript(
       return fail(what, JSON.stringify(actual), "not a JSON object");
     }
     const id = (value as Record<string, unknown>)["id"];
-    if (typeof id !== "string" || ![...ids.values()].includes(id)) {
-      return fail(what, JSON.stringify(actual), "its id is no bound session id");
+    if (typeof id !== "string" || ![...ids.values()].map(sessionName).includes(id)) {
+      return fail(what, JSON.stringify(actual), "its id is no bound session's public name");
     }
     if (seen.has(id)) fail(what, JSON.stringify(actual), "a second SESSION line for this id");
     seen.add(id);

@@ -18,7 +18,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { join, relative, sep } from "node:path";
 import { ELockClient } from "../../mod.ts";
-import { type Dialect, startServer } from "../../src/server/mod.ts";
+import { type Dialect, sessionName, startServer } from "../../src/server/mod.ts";
 import { BUILD_ROOT, libraryModules, withWorker } from "./harness.ts";
 
 const DIALECTS: readonly Dialect[] = ["original", "extended"];
@@ -182,13 +182,15 @@ for (const dialect of DIALECTS) {
       const locks = debug.locks
         .map((l) => ({ ...l, holders: [...l.holders].sort() }))
         .sort((x, y) => x.key.localeCompare(y.key));
+      // The server prints the sessions' public names, not their ids.
+      const [nameA, nameB] = [sessionName(idA), sessionName(idB)];
       assert.deepEqual(locks, [
-        { key: "k", holders: [idA], value: null },
-        { key: "v", holders: [idA, idB].sort(), value: "v1" },
+        { key: "k", holders: [nameA], value: null },
+        { key: "v", holders: [nameA, nameB].sort(), value: "v1" },
       ]);
       assert.deepEqual(debug.requests, []);
       const sessionIds = (debug.sessions as Array<{ id?: unknown }>).map((s) => s.id);
-      assert.deepEqual(sessionIds.sort(), [idA, idB].sort());
+      assert.deepEqual(sessionIds.sort(), [nameA, nameB].sort());
       assert.equal(ok(r.unlockValueA, 'a.unlock("v")'), true);
       assert.equal(ok(r.unlockValueB, 'b.unlock("v")'), true);
     } else {
