@@ -4,18 +4,25 @@
  * machine's cc and runs it). One thread, one outstanding command per
  * connection (like a real client: nothing is pipelined).
  *
- *   loadgen pairs HOST PORT CONNECTIONS WARMUP_MS RUN_MS PREFIX
- *     each connection loops `lock PREFIX-i` / `unlock PREFIX-i` on a key of
- *     its own; every reply counts as one op.
- *   loadgen hot HOST PORT CONNECTIONS WARMUP_MS RUN_MS PREFIX
- *     every connection loops `lock PREFIX 30` / `unlock PREFIX` on the same
- *     key, so all but one wait; counts grants (`200` replies to a lock) and
- *     times each hand-off (an unlock sent -> the next grant received).
+ *   loadgen MODE CONNECTIONS WARMUP_MS ROUND_MS ROUNDS PREFIX HOST:PORT...
  *
- * Every connection sends `set_timeout 0` first, so that what it holds when
- * it is closed is released at once. Counters and latencies are reset after
- * the warm-up. Prints one JSON line on stdout; exits 1 with a message on
- * stderr when a server refuses, closes or answers unexpectedly.
+ * opens CONNECTIONS connections to each server (IPv4 HOST), sends
+ * `set_timeout 0` on each (so that what a connection holds when it closes is
+ * released at once), warms each server up for WARMUP_MS, then runs ROUNDS
+ * rounds in which each server in turn, the order rotating, is loaded for
+ * ROUND_MS while the others' connections are idle; the connections stay
+ * open across rounds. MODE:
+ *   pairs: each connection loops `lock PREFIX-i` / `unlock PREFIX-i` on a
+ *          key of its own; every reply counts as one op;
+ *   hot:   every connection loops `lock PREFIX 30` / `unlock PREFIX` on the
+ *          same key, so all but one wait: counts grants (`200` replies to a
+ *          lock) and times each hand-off (an unlock sent -> the next grant).
+ * A round ends by sending no new lock and waiting for the replies still
+ * due (a waiting lock is granted, then unlocked), so that no lock is left
+ * and nothing is left unread when the connections close (no reset).
+ *
+ * Prints one JSON line per round and server on stdout; exits 1 with a
+ * message on stderr when a server refuses, closes or answers unexpectedly.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -83,7 +90,7 @@ static void die(const char *what) {
   exit(1);
 }
 
-enum step { SET_TIMEOUT, LOCK, UNLOCK };
+enum step { IDLE, SET_TIMEOUT, LOCK, UNLOCK };
 
 typedef struct {
   int fd;
@@ -96,7 +103,21 @@ typedef struct {
   int head_len;
 } connection;
 
-static void send_all(connection *c, const char *bytes, int len) {
+/* One server and its connections, each on an epoll set of its own. */
+typedef struct {
+  const char *name;
+  int ep;
+  connection *conns;
+} target;
+
+static int count, hot;
+
+static void fail(const target *t, const char *what) {
+  fprintf(stderr, "loadgen: %s: %s\n", t->name, what);
+  exit(1);
+}
+
+static void send_all(const target *t, connection *c, const char *bytes, int len) {
   while (len > 0) {
     ssize_t n = write(c->fd, bytes, (size_t)len);
     if (n < 0) {
@@ -107,110 +128,66 @@ static void send_all(connection *c, const char *bytes, int len) {
         nanosleep(&pause, NULL);
         continue;
       }
-      die("write");
+      fail(t, strerror(errno));
     }
     bytes += n;
     len -= (int)n;
   }
 }
 
-static void send_step(connection *c, uint64_t t) {
-  c->sent_at = t;
-  if (c->step == LOCK) send_all(c, c->lock_cmd, c->lock_len);
-  else if (c->step == UNLOCK) send_all(c, c->unlock_cmd, c->unlock_len);
-  else send_all(c, "set_timeout 0\n", 14);
+static void send_step(const target *t, connection *c, uint64_t at) {
+  c->sent_at = at;
+  if (c->step == LOCK) send_all(t, c, c->lock_cmd, c->lock_len);
+  else if (c->step == UNLOCK) send_all(t, c, c->unlock_cmd, c->unlock_len);
+  else if (c->step == SET_TIMEOUT) send_all(t, c, "set_timeout 0\n", 14);
 }
 
-int main(int argc, char **argv) {
-  if (argc != 8) {
-    fprintf(stderr, "usage: loadgen pairs|hot HOST PORT CONNECTIONS WARMUP_MS RUN_MS PREFIX\n");
-    return 2;
-  }
-  int hot = strcmp(argv[1], "hot") == 0;
-  if (!hot && strcmp(argv[1], "pairs") != 0) {
-    fprintf(stderr, "loadgen: mode must be pairs or hot\n");
-    return 2;
-  }
-  const char *host = argv[2];
-  int port = atoi(argv[3]), count = atoi(argv[4]);
-  uint64_t warmup = (uint64_t)atol(argv[5]) * 1000000u, run = (uint64_t)atol(argv[6]) * 1000000u;
-  const char *prefix = argv[7];
-  if (count < 1 || port < 1 || strlen(prefix) > 100) {
-    fprintf(stderr, "loadgen: bad arguments\n");
-    return 2;
-  }
+typedef struct {
+  histogram latency, handoff;
+  uint64_t ops, grants, refused;
+  double seconds;
+} figures;
 
-  struct sockaddr_in addr = {0};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)port);
-  if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
-    fprintf(stderr, "loadgen: HOST must be an IPv4 address\n");
-    return 2;
-  }
-  int ep = epoll_create1(0);
-  if (ep < 0) die("epoll_create1");
-  connection *conns = calloc((size_t)count, sizeof(connection));
-  if (conns == NULL) die("calloc");
+/*
+ * Runs `first` on every connection of `t` and the loop after it for
+ * `duration` ns (0: until every connection is idle again), and past it until
+ * something was counted, then lets it drain. Figures count only the replies
+ * received before the end, over the time to the end.
+ */
+static void phase(target *t, enum step first, uint64_t duration, figures *f) {
+  memset(f, 0, sizeof *f);
+  uint64_t start = now_ns(), end = start + duration, stopped_at = start, last_unlock = 0;
+  int stopping = duration == 0, idle = 0;
   for (int i = 0; i < count; i++) {
-    connection *c = &conns[i];
-    c->fd = socket(AF_INET, SOCK_STREAM, 0);
-    if (c->fd < 0) die("socket");
-    if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0) die("connect");
-    int one = 1;
-    setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0) die("fcntl");
-    if (hot) {
-      c->lock_len = snprintf(c->lock_cmd, sizeof c->lock_cmd, "lock %s 30\n", prefix);
-      c->unlock_len = snprintf(c->unlock_cmd, sizeof c->unlock_cmd, "unlock %s\n", prefix);
-    } else {
-      c->lock_len = snprintf(c->lock_cmd, sizeof c->lock_cmd, "lock %s-%d\n", prefix, i);
-      c->unlock_len = snprintf(c->unlock_cmd, sizeof c->unlock_cmd, "unlock %s-%d\n", prefix, i);
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
-    c->step = SET_TIMEOUT;
-    send_step(c, now_ns());
+    t->conns[i].step = first;
+    send_step(t, &t->conns[i], start);
   }
-
-  static histogram latency, handoff;
-  uint64_t ops = 0, grants = 0, refused = 0, last_unlock = 0;
-  uint64_t start = now_ns(), measuring_from = start + warmup, end = measuring_from + run;
-  int measuring = warmup == 0, ready = 0;
-  if (measuring) measuring_from = start;
   struct epoll_event events[256];
-  char buffer[65536];
-  /* After the run: no new lock; wait for the replies still due (a waiting lock is granted and
-     unlocked), so that every connection closes with nothing unread (no reset). */
-  int stopping = 0, idle = 0;
-  uint64_t stopped_at = 0;
-  for (;;) {
-    uint64_t t = now_ns();
-    if (!measuring && ready == count && t >= measuring_from) {
-      measuring = 1;
-      measuring_from = t;
-      end = t + run;
-    }
-    if (measuring && !stopping && t >= end) {
+  static char buffer[65536];
+  while (idle < count) {
+    uint64_t now = now_ns();
+    /* A round lasts `duration` and until it has counted something (a stalled machine). */
+    if (!stopping && now >= end && (hot ? f->handoff.total > 0 : f->ops > 0)) {
       stopping = 1;
-      stopped_at = t;
+      stopped_at = now;
     }
-    if (stopping && (idle == count || t - stopped_at > 5000000000u)) break;
-    int n = epoll_wait(ep, events, 256, 10);
+    if (!stopping && now > end + 30000000000u) fail(t, "nothing answered for 30 s");
+    if (stopping && duration != 0 && now - stopped_at > 10000000000u) {
+      fail(t, "replies still due 10 s after the round");
+    }
+    int n = epoll_wait(t->ep, events, 256, 10);
     if (n < 0) {
       if (errno == EINTR) continue;
-      die("epoll_wait");
+      fail(t, strerror(errno));
     }
     for (int e = 0; e < n; e++) {
       connection *c = events[e].data.ptr;
       ssize_t got = read(c->fd, buffer, sizeof buffer);
       if (got < 0) {
         if (errno == EAGAIN || errno == EINTR) continue;
-        die("read");
+        fail(t, strerror(errno));
       }
-      if (got == 0) {
-        errno = 0;
-        die("the server closed a connection");
-      }
+      if (got == 0) fail(t, "the server closed a connection");
       for (ssize_t k = 0; k < got; k++) {
         char b = buffer[k];
         if (b != '\n') {
@@ -221,66 +198,152 @@ int main(int argc, char **argv) {
         int ok = c->head_len == 3 && c->head[0] == '2' && c->head[1] == '0' && c->head[2] == '0';
         c->head_len = 0;
         uint64_t at = now_ns();
-        if (c->step == SET_TIMEOUT) {
-          if (!ok) {
-            errno = 0;
-            die("set_timeout 0 was refused");
-          }
-          ready++;
-          c->step = LOCK;
-          send_step(c, at);
-          continue;
-        }
-        if (measuring && !stopping) {
-          record(&latency, at - c->sent_at);
-          ops++;
-        }
-        if (c->step == LOCK) {
-          if (ok) {
-            if (measuring && !stopping) {
-              grants++;
-              if (hot && last_unlock != 0) record(&handoff, at - last_unlock);
+        int counted = !stopping;
+        switch (c->step) {
+          case IDLE:
+            fail(t, "a reply nothing asked for");
+            break;
+          case SET_TIMEOUT:
+            if (!ok) fail(t, "set_timeout 0 was refused");
+            c->step = IDLE;
+            break;
+          case LOCK:
+            if (counted) {
+              record(&f->latency, at - c->sent_at);
+              f->ops++;
             }
-            c->step = UNLOCK;
-          } else {
-            /* Not granted (a wait timed out): try again. */
-            if (measuring && !stopping) refused++;
-            if (!hot) {
-              errno = 0;
-              die("a lock on a key of its own was not granted");
+            if (ok) {
+              if (counted) {
+                f->grants++;
+                if (hot && last_unlock != 0) record(&f->handoff, at - last_unlock);
+              }
+              c->step = UNLOCK;
+            } else {
+              /* Not granted: only a hot key's wait can time out; then try again. */
+              if (!hot) fail(t, "a lock on a key of its own was not granted");
+              if (counted) f->refused++;
+              if (stopping) c->step = IDLE;
             }
-          }
-        } else {
-          if (!ok) {
-            errno = 0;
-            die("an unlock was refused");
-          }
-          c->step = LOCK;
+            break;
+          case UNLOCK:
+            if (counted) {
+              record(&f->latency, at - c->sent_at);
+              f->ops++;
+            }
+            if (!ok) fail(t, "an unlock was refused");
+            c->step = stopping ? IDLE : LOCK;
+            break;
         }
-        if (stopping && c->step == LOCK) {
+        if (c->step == IDLE) {
           idle++;
           continue;
         }
-        send_step(c, at);
+        send_step(t, c, at);
         if (hot && c->step == LOCK) last_unlock = c->sent_at;
       }
     }
   }
-  double seconds = (double)(stopped_at - measuring_from) / 1e9;
+  f->seconds = (double)((duration == 0 ? now_ns() : stopped_at) - start) / 1e9;
+}
+
+static void report(const target *t, int index, int round, const figures *f) {
+  double s = f->seconds > 0 ? f->seconds : 1e-9;
+  printf("{\"target\":%d,\"name\":\"%s\",\"round\":%d,\"mode\":\"%s\",\"connections\":%d,"
+         "\"seconds\":%.4f,\"ops\":%llu,\"opsPerSec\":%.1f,\"p50Ms\":%.4f,\"p99Ms\":%.4f",
+         index, t->name, round, hot ? "hot" : "pairs", count, f->seconds,
+         (unsigned long long)f->ops, (double)f->ops / s, percentile_ms(&f->latency, 50),
+         percentile_ms(&f->latency, 99));
   if (hot) {
-    printf("{\"mode\":\"hot\",\"connections\":%d,\"seconds\":%.4f,\"grants\":%llu,"
-           "\"grantsPerSec\":%.1f,\"handoffP50Ms\":%.4f,\"handoffP99Ms\":%.4f,"
-           "\"opsPerSec\":%.1f,\"p50Ms\":%.4f,\"p99Ms\":%.4f,\"refused\":%llu}\n",
-           count, seconds, (unsigned long long)grants, (double)grants / seconds,
-           percentile_ms(&handoff, 50), percentile_ms(&handoff, 99), (double)ops / seconds,
-           percentile_ms(&latency, 50), percentile_ms(&latency, 99), (unsigned long long)refused);
-  } else {
-    printf("{\"mode\":\"pairs\",\"connections\":%d,\"seconds\":%.4f,\"ops\":%llu,"
-           "\"opsPerSec\":%.1f,\"p50Ms\":%.4f,\"p99Ms\":%.4f}\n",
-           count, seconds, (unsigned long long)ops, (double)ops / seconds,
-           percentile_ms(&latency, 50), percentile_ms(&latency, 99));
+    printf(",\"grants\":%llu,\"grantsPerSec\":%.1f,\"handoffP50Ms\":%.4f,\"handoffP99Ms\":%.4f,"
+           "\"refused\":%llu",
+           (unsigned long long)f->grants, (double)f->grants / s, percentile_ms(&f->handoff, 50),
+           percentile_ms(&f->handoff, 99), (unsigned long long)f->refused);
   }
+  printf("}\n");
   fflush(stdout);
-  for (int i = 0; i < count; i++) close(conns[i].fd);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 8) {
+    fprintf(stderr,
+            "usage: loadgen pairs|hot CONNECTIONS WARMUP_MS ROUND_MS ROUNDS PREFIX HOST:PORT...\n");
+    return 2;
+  }
+  hot = strcmp(argv[1], "hot") == 0;
+  if (!hot && strcmp(argv[1], "pairs") != 0) {
+    fprintf(stderr, "loadgen: MODE must be pairs or hot\n");
+    return 2;
+  }
+  count = atoi(argv[2]);
+  uint64_t warmup = (uint64_t)atol(argv[3]) * 1000000u, round_ns = (uint64_t)atol(argv[4]) * 1000000u;
+  int rounds = atoi(argv[5]);
+  const char *prefix = argv[6];
+  int ntargets = argc - 7;
+  if (count < 1 || rounds < 0 || round_ns == 0 || strlen(prefix) > 100) {
+    fprintf(stderr, "loadgen: bad arguments\n");
+    return 2;
+  }
+  target *targets = calloc((size_t)ntargets, sizeof(target));
+  if (targets == NULL) die("calloc");
+  for (int t = 0; t < ntargets; t++) {
+    target *tg = &targets[t];
+    tg->name = argv[7 + t];
+    char host[64];
+    const char *colon = strrchr(tg->name, ':');
+    if (colon == NULL || colon - tg->name >= (long)sizeof host || strchr(tg->name, '"')) {
+      fprintf(stderr, "loadgen: %s is not HOST:PORT\n", tg->name);
+      return 2;
+    }
+    memcpy(host, tg->name, (size_t)(colon - tg->name));
+    host[colon - tg->name] = 0;
+    struct sockaddr_in addr = {0};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (inet_pton(AF_INET, host, &addr.sin_addr) != 1) {
+      fprintf(stderr, "loadgen: %s: HOST must be an IPv4 address\n", tg->name);
+      return 2;
+    }
+    tg->ep = epoll_create1(0);
+    if (tg->ep < 0) die("epoll_create1");
+    tg->conns = calloc((size_t)count, sizeof(connection));
+    if (tg->conns == NULL) die("calloc");
+    for (int i = 0; i < count; i++) {
+      connection *c = &tg->conns[i];
+      c->fd = socket(AF_INET, SOCK_STREAM, 0);
+      if (c->fd < 0) die("socket");
+      if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        fprintf(stderr, "loadgen: %s: connect: %s\n", tg->name, strerror(errno));
+        return 1;
+      }
+      int one = 1;
+      setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) < 0) die("fcntl");
+      if (hot) {
+        c->lock_len = snprintf(c->lock_cmd, sizeof c->lock_cmd, "lock %s-%d 30\n", prefix, t);
+        c->unlock_len = snprintf(c->unlock_cmd, sizeof c->unlock_cmd, "unlock %s-%d\n", prefix, t);
+      } else {
+        c->lock_len = snprintf(c->lock_cmd, sizeof c->lock_cmd, "lock %s-%d-%d\n", prefix, t, i);
+        c->unlock_len =
+            snprintf(c->unlock_cmd, sizeof c->unlock_cmd, "unlock %s-%d-%d\n", prefix, t, i);
+      }
+      struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+      if (epoll_ctl(tg->ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
+    }
+  }
+  static figures f;
+  for (int t = 0; t < ntargets; t++) {
+    phase(&targets[t], SET_TIMEOUT, 0, &f);
+    if (warmup > 0) phase(&targets[t], LOCK, warmup, &f);
+  }
+  for (int r = 0; r < rounds; r++) {
+    for (int k = 0; k < ntargets; k++) {
+      int t = (r + k) % ntargets;
+      phase(&targets[t], LOCK, round_ns, &f);
+      report(&targets[t], t, r, &f);
+    }
+  }
+  for (int t = 0; t < ntargets; t++) {
+    for (int i = 0; i < count; i++) close(targets[t].conns[i].fd);
+  }
   return 0;
 }

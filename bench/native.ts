@@ -105,17 +105,25 @@ export async function buildNative(options: { readonly cc?: string } = {}): Promi
   };
 }
 
-/** One run of the C load generator. */
+/** One run of the C load generator: interleaved rounds over several servers. */
 export interface LoadgenOptions {
   /** `pairs`: lock/unlock on a key per connection; `hot`: every connection on one key, waiting. */
   readonly mode: "pairs" | "hot";
+  /** Connections to each server, open for the whole run. */
   readonly connections: number;
+  /** The warm-up of each server before the first round, ms. */
   readonly warmupMs: number;
-  readonly runMs: number;
+  /** How long each server is loaded in a round, ms. */
+  readonly roundMs: number;
+  /** Rounds; in each, every server in turn, the order rotating. */
+  readonly rounds: number;
 }
 
-/** What one run of the C load generator found. */
+/** What the C load generator found for one server in one round. */
 export interface LoadgenFigures {
+  /** The index of the server in the targets given. */
+  readonly target: number;
+  readonly round: number;
   readonly mode: "pairs" | "hot";
   readonly connections: number;
   readonly seconds: number;
@@ -131,44 +139,45 @@ export interface LoadgenFigures {
 }
 
 /**
- * Runs the C load generator against `target` once and returns its figures.
+ * Runs the C load generator once against `targets` (IPv4 hosts): it keeps
+ * `connections` connections open to each, warms each up, then loads them in
+ * turn for `rounds` rounds. Resolves to one entry per round and server.
  *
  * @example
  * ```ts
  * const { tools } = await buildNative();
  * if (tools !== null) {
- *   const f = await runLoadgen(tools, { host: "127.0.0.1", port: 11400 }, {
- *     mode: "pairs", connections: 64, warmupMs: 200, runMs: 1000,
+ *   const rounds = await runLoadgen(tools, [{ host: "127.0.0.1", port: 11400 }], {
+ *     mode: "pairs", connections: 64, warmupMs: 200, roundMs: 500, rounds: 4,
  *   });
- *   console.log(f.opsPerSec);
+ *   console.log(rounds.map((r) => r.opsPerSec));
  *   tools.dispose();
  * }
  * ```
  */
 export async function runLoadgen(
   tools: NativeTools,
-  target: Target,
+  targets: readonly Target[],
   options: LoadgenOptions,
-): Promise<LoadgenFigures> {
+): Promise<LoadgenFigures[]> {
   const prefix = `lg${Math.random().toString(36).slice(2, 10)}`;
+  const budget = targets.length * (options.warmupMs + options.rounds * (options.roundMs + 1000));
   try {
     const { stdout } = await run(tools.loadgen, [
       options.mode,
-      target.host,
-      String(target.port),
       String(options.connections),
       String(Math.round(options.warmupMs)),
-      String(Math.round(options.runMs)),
+      String(Math.max(1, Math.round(options.roundMs))),
+      String(options.rounds),
       prefix,
-    ], options.warmupMs + options.runMs + 60_000);
-    return JSON.parse(stdout.trim().split("\n").pop()!) as LoadgenFigures;
+      ...targets.map((t) => `${t.host}:${t.port}`),
+    ], budget + 60_000);
+    return stdout.trim().split("\n").filter((l) => l !== "").map((l) =>
+      JSON.parse(l) as LoadgenFigures
+    );
   } catch (error) {
     const detail = (error as { detail?: string }).detail;
-    throw new Error(
-      `the C load generator failed against ${target.host}:${target.port}: ${
-        detail || (error as Error).message
-      }`,
-    );
+    throw new Error(`the C load generator failed: ${detail || (error as Error).message}`);
   }
 }
 

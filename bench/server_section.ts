@@ -38,7 +38,7 @@ export interface ServerSectionOptions {
   readonly hotWaiters: number;
   readonly rounds: number;
   readonly roundMs: number;
-  /** The first warm-up of each server (the C generator also warms up 100 ms each round). */
+  /** The warm-up of each server before the first round. */
   readonly warmupMs: number;
 }
 
@@ -81,7 +81,7 @@ export interface ServerSection {
 }
 
 /**
- * Parses `--ref=NAME=HOST:PORT,NAME=HOST:PORT` (e.g.
+ * Parses `--ref=NAME=HOST:PORT,NAME=HOST:PORT`, HOST an IPv4 address (e.g.
  * `erlang=127.0.0.1:11602,node=127.0.0.1:11601`) into reference targets.
  *
  * @example
@@ -92,10 +92,10 @@ export interface ServerSection {
 export function parseRefs(text: string | undefined): SectionTarget[] {
   if (text === undefined || text.trim() === "") return [];
   return text.split(",").map((item) => {
-    const match = /^([A-Za-z0-9_.-]+)=([^:]+):(\d+)$/.exec(item.trim());
+    const match = /^([A-Za-z0-9_.-]+)=(\d+\.\d+\.\d+\.\d+):(\d+)$/.exec(item.trim());
     const port = Number(match?.[3]);
     if (match === null || !(port > 0 && port < 65536)) {
-      throw new Error(`--ref: "${item}" is not NAME=HOST:PORT`);
+      throw new Error(`--ref: "${item}" is not NAME=HOST:PORT (HOST an IPv4 address)`);
     }
     return { name: match[1]!, host: match[2]!, port, kind: "reference" as const };
   });
@@ -170,35 +170,20 @@ export async function measureServerSection(
     };
   }
 
-  const roundWarmup = Math.min(100, options.warmupMs);
+  // One run of the C load generator per load: its connections stay open across the rounds.
   const interleave = async (
     list: readonly SectionTarget[],
     mode: "pairs" | "hot",
     connections: number,
   ) => {
-    for (const target of list) {
-      await runLoadgen(tools, target, {
-        mode,
-        connections,
-        warmupMs: options.warmupMs,
-        runMs: 1,
-      });
-    }
-    const perServer: Awaited<ReturnType<typeof runLoadgen>>[][] = list.map(() => []);
-    for (let r = 0; r < options.rounds; r++) {
-      for (let k = 0; k < list.length; k++) {
-        const i = (r + k) % list.length;
-        perServer[i]!.push(
-          await runLoadgen(tools, list[i]!, {
-            mode,
-            connections,
-            warmupMs: roundWarmup,
-            runMs: options.roundMs,
-          }),
-        );
-      }
-    }
-    return perServer;
+    const runs = await runLoadgen(tools, list, {
+      mode,
+      connections,
+      warmupMs: options.warmupMs,
+      roundMs: options.roundMs,
+      rounds: options.rounds,
+    });
+    return list.map((_, i) => runs.filter((r) => r.target === i));
   };
   const med = (values: number[]) => round(median(values));
   for (const connections of options.connections) {

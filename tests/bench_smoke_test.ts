@@ -120,55 +120,84 @@ test("without a compiler, buildNative() says so and builds nothing", async () =>
   assert.match(built.reason ?? "", /no C compiler|needs Linux/);
 });
 
-test("the C echo server answers each line with 200 OK; the C load generator reads it", {
-  timeout: 60_000,
-}, async () => {
-  const built = await buildNative();
-  if (built.tools === null) {
-    // No compiler here: the fallback is what runs (the test above), and the reason is given.
-    assert.match(built.reason, /no C compiler|failed|needs Linux|not found/);
-    return;
-  }
-  const echo = await startEcho(built.tools);
-  try {
-    const reply = await new Promise<string>((resolve, reject) => {
-      const socket = connect({ host: "127.0.0.1", port: echo.port });
-      let text = "";
-      socket.on("connect", () => socket.write("lock a\nunlock a\nstats\n"));
-      socket.on("data", (chunk: Uint8Array) => {
-        text += new TextDecoder().decode(chunk);
-        if (text.split("\n").length > 3) {
-          socket.destroy();
-          resolve(text);
-        }
+test(
+  "the C echo server answers each line with 200 OK; the C load generator loads servers in turn",
+  {
+    timeout: 60_000,
+  },
+  async () => {
+    const built = await buildNative();
+    if (built.tools === null) {
+      // No compiler here: the fallback is what runs (the test above), and the reason is given.
+      assert.match(built.reason, /no C compiler|failed|needs Linux|not found/);
+      return;
+    }
+    const echo = await startEcho(built.tools);
+    try {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const socket = connect({ host: "127.0.0.1", port: echo.port });
+        let text = "";
+        socket.on("connect", () => socket.write("lock a\nunlock a\nstats\n"));
+        socket.on("data", (chunk: Uint8Array) => {
+          text += new TextDecoder().decode(chunk);
+          if (text.split("\n").length > 3) {
+            socket.destroy();
+            resolve(text);
+          }
+        });
+        socket.on("error", reject);
       });
-      socket.on("error", reject);
-    });
-    assert.equal(reply, "200 OK\n200 OK\n200 OK\n");
-    const target = { host: "127.0.0.1", port: echo.port };
-    const pairs = await runLoadgen(built.tools, target, {
-      mode: "pairs",
-      connections: 3,
-      warmupMs: 10,
-      runMs: 50,
-    });
-    assert.equal(pairs.mode, "pairs");
-    assert.equal(pairs.connections, 3);
-    assert.ok(pairs.opsPerSec > 0 && pairs.p99Ms >= pairs.p50Ms && pairs.p50Ms > 0);
-    await assert.rejects(
-      runLoadgen(built.tools, { host: "127.0.0.1", port: 1 }, {
+      assert.equal(reply, "200 OK\n200 OK\n200 OK\n");
+      await using server = await startServer({ hostname: "127.0.0.1", port: 0 });
+      const targets = [
+        { host: "127.0.0.1", port: echo.port },
+        { host: "127.0.0.1", port: server.port },
+      ];
+      const rounds = await runLoadgen(built.tools, targets, {
         mode: "pairs",
-        connections: 1,
-        warmupMs: 0,
-        runMs: 10,
-      }),
-      /the C load generator failed against 127\.0\.0\.1:1: loadgen: connect/,
-    );
-  } finally {
-    await echo.stop();
-    built.tools.dispose();
-  }
-});
+        connections: 3,
+        warmupMs: 10,
+        roundMs: 40,
+        rounds: 2,
+      });
+      // Every round loads each server once, the order rotating.
+      assert.deepEqual(rounds.map((r) => [r.round, r.target]), [[0, 0], [0, 1], [1, 1], [1, 0]]);
+      for (const r of rounds) {
+        assert.equal(r.mode, "pairs");
+        assert.equal(r.connections, 3);
+        assert.ok(r.opsPerSec > 0 && r.p99Ms >= r.p50Ms && r.p50Ms > 0, JSON.stringify(r));
+      }
+      const [hot] = await runLoadgen(built.tools, [targets[1]!], {
+        mode: "hot",
+        connections: 3,
+        warmupMs: 10,
+        roundMs: 40,
+        rounds: 1,
+      });
+      assert.ok(hot!.grantsPerSec! > 0 && hot!.handoffP50Ms! > 0, JSON.stringify(hot));
+      // It leaves nothing locked: each round ends after every connection's unlock.
+      const monitor = await ELockClient.connect({ host: "127.0.0.1", port: server.port });
+      try {
+        assert.equal((await monitor.stats()).locks, 0);
+      } finally {
+        await monitor.close();
+      }
+      await assert.rejects(
+        runLoadgen(built.tools, [{ host: "127.0.0.1", port: 1 }], {
+          mode: "pairs",
+          connections: 1,
+          warmupMs: 0,
+          roundMs: 10,
+          rounds: 1,
+        }),
+        /the C load generator failed: loadgen: 127\.0\.0\.1:1: connect/,
+      );
+    } finally {
+      await echo.stop();
+      built.tools.dispose();
+    }
+  },
+);
 
 test("--ref is parsed into reference servers; ratios compare against the faster one", () => {
   assert.deepEqual(parseRefs("erlang=127.0.0.1:11602,node=127.0.0.1:11601"), [
@@ -177,6 +206,7 @@ test("--ref is parsed into reference servers; ratios compare against the faster 
   ]);
   assert.deepEqual(parseRefs(undefined), []);
   assert.throws(() => parseRefs("node=127.0.0.1"), /NAME=HOST:PORT/);
+  assert.throws(() => parseRefs("node=localhost:11601"), /IPv4/);
   const row = (name: string, kind: "bundled" | "reference" | "echo", opsPerSec: number) => ({
     name,
     kind,
