@@ -184,6 +184,13 @@ async function main(): Promise<void> {
   const started = performance.now();
   const loadStart = Deno.loadavg()[0]!;
   const notes: string[] = [];
+  if (refs.length > 0) {
+    notes.push(
+      `reference servers (started by the user, not by the bench): ${
+        refs.map((r) => `${r.name} at ${r.host}:${r.port}`).join(", ")
+      }`,
+    );
+  }
 
   const { soft, hard } = await fileLimits();
   let connections = config.state.connections;
