@@ -7,6 +7,7 @@
 
 import { type GroupMark, parse, type Spec, View } from "vega";
 import type { BenchResults } from "./results.ts";
+import { serverLabel } from "./server_section.ts";
 
 const WIDTH = 380;
 const HEIGHT = 200;
@@ -24,7 +25,7 @@ export async function renderChart(results: BenchResults): Promise<string> {
   return await view.toSVG();
 }
 
-/** The Vega specification of the chart: five panels in two columns. */
+/** The Vega specification of the chart: six panels in two columns. */
 export function chartSpec(results: BenchResults): Spec {
   const m = results.machine;
   const c = results.contention;
@@ -100,16 +101,28 @@ export function chartSpec(results: BenchResults): Spec {
       "bytes",
     ),
     groupedBars(
-      "5. Server vs server: same raw load, ops/s",
+      `5. Server vs server: lock/unlock pairs, ops/s (${
+        results.serverGenerator === "c" ? "C" : "JavaScript"
+      } load generator)`,
       results.servers.flatMap((cmp) =>
         cmp.servers.map((s) => ({
           group: `${cmp.connections} connection${cmp.connections === 1 ? "" : "s"}`,
-          series: `${s.name} server`,
+          series: serverLabel(s),
           value: s.opsPerSec,
           label: "",
         }))
       ),
       "ops/s",
+    ),
+    groupedBars(
+      `5. Server vs server: one hot key, ${results.hotKey.waiters} waiters, grants/s`,
+      results.hotKey.servers.map((s) => ({
+        group: serverLabel(s),
+        series: "grants/s",
+        value: s.grantsPerSec,
+        label: Math.round(s.grantsPerSec).toLocaleString("en-US"),
+      })),
+      "grants/s",
     ),
   ];
   return {
@@ -167,7 +180,7 @@ function groupedBars(
         name: "color",
         type: "ordinal",
         domain: { data: "rows", field: "series" },
-        range: ["#4c78a8", "#f58518", "#54a24b", "#e45756"],
+        range: ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d"],
       },
     ],
     axes: [

@@ -24,7 +24,9 @@ export interface BenchConfig {
   readonly throughput: Omit<ThroughputOptions, "clients">;
   readonly contention: ContentionOptions;
   readonly state: StateScaleOptions;
+  /** Section 5: connection counts of the lock/unlock load, and waiters on the hot key. */
   readonly serverConnections: readonly number[];
+  readonly hotWaiters: number;
   readonly servers: Omit<ServerLoadOptions, "connections">;
 }
 
@@ -36,9 +38,10 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
     sharedLoops: [64],
     throughput: { rounds: 5, roundMs: 1000, warmupMs: 500 },
     contention: { clients: 16, rounds: 5, roundMs: 1000 },
-    state: { connections: 10_000, locksPerConnection: 10, batch: 250 },
-    serverConnections: [1, 32],
-    servers: { rounds: 10, roundMs: 500, warmupMs: 300 },
+    state: { connections: 10_000, locksPerConnection: 10, batch: 250, settleMs: 1000 },
+    serverConnections: [1, 64],
+    hotWaiters: 16,
+    servers: { rounds: 8, roundMs: 500, warmupMs: 300 },
   },
   quick: {
     overhead: { rounds: 40, roundMs: 40, warmupMs: 200 },
@@ -46,8 +49,9 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
     sharedLoops: [64],
     throughput: { rounds: 3, roundMs: 300, warmupMs: 150 },
     contention: { clients: 16, rounds: 3, roundMs: 400 },
-    state: { connections: 10_000, locksPerConnection: 10, batch: 250 },
-    serverConnections: [1, 32],
+    state: { connections: 10_000, locksPerConnection: 10, batch: 250, settleMs: 500 },
+    serverConnections: [1, 64],
+    hotWaiters: 16,
     servers: { rounds: 4, roundMs: 250, warmupMs: 150 },
   },
   smoke: {
@@ -58,6 +62,7 @@ export const CONFIGS: Readonly<Record<BenchMode, BenchConfig>> = {
     contention: { clients: 4, rounds: 1, roundMs: 100 },
     state: { connections: 20, locksPerConnection: 10, batch: 20 },
     serverConnections: [1, 4],
+    hotWaiters: 4,
     servers: { rounds: 1, roundMs: 60, warmupMs: 20 },
   },
 };

@@ -8,6 +8,7 @@
 import { createConnection } from "node:net";
 import {
   type ContentionOptions,
+  type HotKeyOptions,
   type MemorySample,
   type OverheadOptions,
   type ServerLoadOptions,
@@ -32,6 +33,11 @@ export type Job =
     readonly kind: "servers";
     readonly targets: readonly (Target & { readonly name: string })[];
     readonly options: ServerLoadOptions;
+  }
+  | {
+    readonly kind: "hotKey";
+    readonly targets: readonly (Target & { readonly name: string })[];
+    readonly options: HotKeyOptions;
   };
 
 /** The line prefix of a worker's result. */

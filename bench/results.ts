@@ -5,14 +5,21 @@
  * @module
  */
 
+import {
+  type HotKeyResult,
+  type ServerComparison,
+  serverLabel,
+  serverRatios,
+} from "./server_section.ts";
 import type {
   ContentionFigures,
   LoopFigures,
   OverheadFigures,
-  ServerLoadFigures,
   StateScaleFigures,
   ThroughputFigures,
 } from "./workloads.ts";
+
+export type { HotKeyResult, ServerComparison } from "./server_section.ts";
 
 /** Which settings a run used. */
 export type BenchMode = "full" | "quick" | "smoke";
@@ -27,18 +34,10 @@ export interface StateScaleResult extends StateScaleFigures {
   readonly server: string;
 }
 
-/** One load against every server. */
-export interface ServerComparison {
-  readonly connections: number;
-  readonly servers: readonly (ServerLoadFigures & {
-    /** ops/s of the fastest server ÷ this one's (1 = the fastest). */
-    readonly slowdown: number;
-  })[];
-}
-
 /** Everything one run measured: bench/results/latest.json. */
 export interface BenchResults {
-  readonly schema: 1;
+  /** 2: section 5 with server kinds, the hot key and its load generator; state scale's RSS after release. */
+  readonly schema: 2;
   readonly mode: BenchMode;
   readonly date: string;
   readonly durationSec: number;
@@ -61,7 +60,12 @@ export interface BenchResults {
   readonly throughput: readonly ThroughputFigures[];
   readonly contention: ContentionFigures;
   readonly stateScale: readonly StateScaleResult[];
+  /** Section 5: lock/unlock pairs at each connection count. */
   readonly servers: readonly ServerComparison[];
+  /** Section 5: one hot key with waiters. */
+  readonly hotKey: { readonly waiters: number; readonly servers: readonly HotKeyResult[] };
+  /** The load generator of section 5: bench/loadgen.c, or the JavaScript one without a compiler. */
+  readonly serverGenerator: "c" | "js";
   readonly notes: readonly string[];
 }
 
@@ -87,7 +91,7 @@ export function problemsOf(results: BenchResults): string[] {
     positive(`${where}.p50Ms`, figures?.p50Ms);
     positive(`${where}.p99Ms`, figures?.p99Ms);
   };
-  if (results.schema !== 1) problems.push(`schema is ${String(results.schema)}`);
+  if (results.schema !== 2) problems.push(`schema is ${String(results.schema)}`);
   for (const key of ["mode", "date", "referenceServer", "loadRuntime"] as const) {
     if (typeof results[key] !== "string" || results[key] === "") problems.push(`${key} is missing`);
   }
@@ -129,6 +133,7 @@ export function problemsOf(results: BenchResults): string[] {
         "rssBaseline",
         "rssConnected",
         "rssLocked",
+        "rssReleased",
         "connectMs",
         "lockMs",
         "releaseMs",
@@ -145,7 +150,20 @@ export function problemsOf(results: BenchResults): string[] {
     for (const [j, s] of (comparison.servers ?? []).entries()) {
       loop(`servers[${i}].servers[${j}]`, s);
       positive(`servers[${i}].servers[${j}].slowdown`, s.slowdown);
+      if (!["bundled", "reference", "echo"].includes(s.kind)) {
+        problems.push(`servers[${i}].servers[${j}].kind is ${String(s.kind)}`);
+      }
     }
+  }
+  if (results.serverGenerator !== "c" && results.serverGenerator !== "js") {
+    problems.push(`serverGenerator is ${String(results.serverGenerator)}`);
+  }
+  positive("hotKey.waiters", results.hotKey?.waiters);
+  if (!(results.hotKey?.servers?.length > 0)) problems.push("hotKey.servers is empty");
+  for (const [i, h] of (results.hotKey?.servers ?? []).entries()) {
+    positive(`hotKey.servers[${i}].grantsPerSec`, h.grantsPerSec);
+    positive(`hotKey.servers[${i}].handoffP50Ms`, h.handoffP50Ms);
+    positive(`hotKey.servers[${i}].handoffP99Ms`, h.handoffP99Ms);
   }
   return problems;
 }
@@ -218,7 +236,8 @@ export function formatTables(results: BenchResults): string {
       ]],
     ),
     "",
-    "4. State scale: connections × locks, server process memory; release when all disconnect",
+    "4. State scale: connections × locks, server process memory (RSS: at the start, with " +
+      "every lock held, after all disconnect); release when all disconnect",
     table(
       [
         "server",
@@ -227,7 +246,9 @@ export function formatTables(results: BenchResults): string {
         "RSS/lock",
         "heap/conn",
         "heap/lock",
+        "RSS start",
         "RSS total",
+        "RSS after",
         "connect s",
         "lock s",
         "release ms",
@@ -239,21 +260,26 @@ export function formatTables(results: BenchResults): string {
         bytes(s.rssPerLock),
         bytes(s.heapPerConnection),
         bytes(s.heapPerLock),
-        `${(s.rssLocked / 2 ** 20).toFixed(0)} MiB`,
+        mib(s.rssBaseline),
+        mib(s.rssLocked),
+        mib(s.rssReleased),
         (s.connectMs / 1000).toFixed(2),
         (s.lockMs / 1000).toFixed(2),
         s.releaseMs.toFixed(0),
       ]),
     ),
     "",
-    "5. Server vs server: the same load (raw connections looping lock/unlock) against each, " +
-      "interleaved rounds",
+    "5. Server vs server: the same load against each, interleaved rounds, load generator: " +
+      (results.serverGenerator === "c"
+        ? "C (bench/loadgen.c, one thread, one command outstanding per connection)"
+        : "JavaScript (raw sockets; no C compiler)"),
+    "   lock/unlock pairs, each connection on a key of its own:",
     table(
       ["connections", "server", "ops/s", "p50 ms", "p99 ms", "fastest/this"],
       results.servers.flatMap((c) =>
         c.servers.map((s) => [
           String(c.connections),
-          s.name,
+          serverLabel(s),
           int(s.opsPerSec),
           ms(s.p50Ms),
           ms(s.p99Ms),
@@ -261,9 +287,42 @@ export function formatTables(results: BenchResults): string {
         ])
       ),
     ),
+    `   one hot key, ${results.hotKey.waiters} connections waiting for it ` +
+      "(hand-off: unlock sent → next grant received):",
+    table(
+      ["server", "grants/s", "hand-off p50 ms", "hand-off p99 ms"],
+      results.hotKey.servers.map((s) => [
+        serverLabel(s),
+        int(s.grantsPerSec),
+        ms(s.handoffP50Ms),
+        ms(s.handoffP99Ms),
+      ]),
+    ),
+    "   ratios (goals: ≥ 1.5 × the faster reference, ≥ 0.7 × the C echo server):",
+    ...ratioLines(results),
   );
   if (results.notes.length > 0) out.push("", ...results.notes.map((n) => `note: ${n}`));
   return `${out.join("\n")}\n`;
+}
+
+function ratioLines(results: BenchResults): string[] {
+  const ratios = serverRatios({ comparisons: results.servers, hotKey: results.hotKey });
+  const lines = ratios.map((r) => {
+    const what = r.load === "hot"
+      ? `hot key, ${r.connections} waiters`
+      : `${r.connections} connection${r.connections === 1 ? "" : "s"}`;
+    const parts = [
+      r.vsReference === undefined
+        ? "no reference measured"
+        : `${r.vsReference.toFixed(2)} × the faster reference (${r.reference})`,
+      ...(r.vsEcho === undefined ? [] : [`${r.vsEcho.toFixed(2)} × echo`]),
+    ];
+    return `   - bundled on ${r.server}, ${what}: ${parts.join(", ")}`;
+  });
+  if (!results.servers.some((c) => c.servers.some((s) => s.kind === "reference"))) {
+    lines.push("   (no reference server: point at running ones with --ref=NAME=HOST:PORT,...)");
+  }
+  return lines;
 }
 
 function table(head: string[], rows: string[][]): string {
@@ -279,6 +338,10 @@ function int(n: number): string {
 
 function ms(n: number): string {
   return n < 1 ? n.toFixed(3) : n < 10 ? n.toFixed(2) : n.toFixed(1);
+}
+
+function mib(n: number): string {
+  return `${(n / 2 ** 20).toFixed(0)} MiB`;
 }
 
 function bytes(n: number): string {

@@ -6,8 +6,16 @@
  *
  * Flags: `--quick` (every figure, short rounds: bench/results/quick.*),
  * `--server=bun|node|deno` (the server of sections 1-4, default bun),
- * `--load=bun|node|deno` (the client runtime of sections 2-3 and the load
- * generator of 4-5, default bun), `--out=DIR` (default bench/results).
+ * `--load=bun|node|deno` (the client runtime of sections 2-3, the load
+ * generator of 4 and the fallback load generator of 5, default bun),
+ * `--ref=NAME=HOST:PORT,...` (running reference servers to add to section
+ * 5; never built or started here), `--no-cc` (section 5 without the C
+ * helpers, as on a machine without a compiler), `--out=DIR` (default
+ * bench/results).
+ *
+ * Section 5 builds bench/loadgen.c and bench/echo.c with the machine's `cc`
+ * (bench/native.ts); without one it uses the JavaScript load generator and
+ * has no echo server, and says so in the results.
  *
  * Node runs JavaScript compiled by tsc from the same sources into
  * .build/bench (Node 20 cannot run TypeScript).
@@ -19,17 +27,19 @@ import os from "node:os";
 import { renderChart } from "./chart.ts";
 import { type BenchConfig, CONFIGS } from "./config.ts";
 import { type Job, RESULT_PREFIX } from "./jobs.ts";
+import { buildNative, type EchoServer, type NativeTools, startEcho } from "./native.ts";
 import {
   type BenchMode,
   type BenchResults,
   formatTables,
   problemsOf,
-  type ServerComparison,
   type StateScaleResult,
 } from "./results.ts";
+import { measureServerSection, parseRefs, type SectionTarget } from "./server_section.ts";
 import { round } from "./stats.ts";
 import type {
   ContentionFigures,
+  HotKeyFigures,
   OverheadFigures,
   ServerLoadFigures,
   StateScaleFigures,
@@ -170,9 +180,17 @@ async function main(): Promise<void> {
   const reference = runtimeFlag("server", "bun");
   const loadRuntime = runtimeFlag("load", "bun");
   const outDir = flag("out") ?? "bench/results";
+  const refs = parseRefs(flag("ref"));
   const started = performance.now();
   const loadStart = Deno.loadavg()[0]!;
   const notes: string[] = [];
+  if (refs.length > 0) {
+    notes.push(
+      `reference servers (started by the user, not by the bench): ${
+        refs.map((r) => `${r.name} at ${r.host}:${r.port}`).join(", ")
+      }`,
+    );
+  }
 
   const { soft, hard } = await fileLimits();
   let connections = config.state.connections;
@@ -194,7 +212,26 @@ async function main(): Promise<void> {
   }).output();
   if (!tsc.success) throw new Error("tsc -p bench/tsconfig.json failed");
 
+  let tools: NativeTools | null = null;
+  if (Deno.args.includes("--no-cc")) {
+    notes.push("section 5 used the JavaScript load generator (--no-cc): no echo server");
+  } else {
+    const built = await buildNative();
+    tools = built.tools;
+    if (built.tools === null) {
+      notes.push(
+        `section 5 used the JavaScript load generator (${built.reason}): no echo server`,
+      );
+    }
+  }
+  log(
+    tools === null
+      ? "section 5: the JavaScript load generator"
+      : `section 5: C load generator and echo server built with ${tools.compiler} -O2`,
+  );
+
   const servers = new Map<Runtime, ServerProcess>();
+  let echo: EchoServer | null = null;
   try {
     for (const runtime of RUNTIMES) {
       servers.set(runtime, await startServerProcess(runtime, fdLimit));
@@ -238,26 +275,50 @@ async function main(): Promise<void> {
       options: config.contention,
     }], fdLimit);
 
-    log("5. server vs server");
-    const comparisons = await runWorker<ServerLoadFigures[]>(
-      loadRuntime,
-      config.serverConnections.map((connections) => ({
-        kind: "servers",
-        targets: RUNTIMES.map((name) => ({ host: HOST, port: servers.get(name)!.port, name })),
-        options: { connections, ...config.servers },
-      })),
-      fdLimit,
+    log(
+      `5. server vs server (${refs.length} reference server${refs.length === 1 ? "" : "s"})`,
     );
-    const serverResults: ServerComparison[] = comparisons.map((figures, i) => {
-      const best = Math.max(...figures.map((f) => f.opsPerSec));
-      return {
-        connections: config.serverConnections[i]!,
-        servers: figures.map((f) => ({ ...f, slowdown: round(best / f.opsPerSec) })),
-      };
-    });
+    if (tools !== null) echo = await startEcho(tools);
+    const sectionTargets: SectionTarget[] = [
+      ...RUNTIMES.map((name) => ({
+        host: HOST,
+        port: servers.get(name)!.port,
+        name,
+        kind: "bundled" as const,
+      })),
+      ...(echo === null
+        ? []
+        : [{ host: HOST, port: echo.port, name: "echo", kind: "echo" as const }]),
+      ...refs,
+    ];
+    const section = await measureServerSection(
+      sectionTargets,
+      {
+        connections: config.serverConnections,
+        hotWaiters: config.hotWaiters,
+        ...config.servers,
+      },
+      tools,
+      {
+        pairs: async (targets, options) =>
+          (await runWorker<ServerLoadFigures[]>(loadRuntime, [{
+            kind: "servers",
+            targets,
+            options,
+          }], fdLimit))[0]!,
+        hot: async (targets, options) =>
+          (await runWorker<HotKeyFigures[]>(loadRuntime, [{
+            kind: "hotKey",
+            targets,
+            options,
+          }], fdLimit))[0]!,
+      },
+    );
+    await echo?.stop();
+    echo = null;
 
     // A fresh server per measurement, so that its memory is its own.
-    const stateServers: Runtime[] = mode === "full" ? [...RUNTIMES] : [reference];
+    const stateServers: Runtime[] = mode === "full" ? [...RUNTIMES] : ["bun", "deno"];
     const stateScale: StateScaleResult[] = [];
     for (const runtime of stateServers) {
       log(
@@ -278,7 +339,7 @@ async function main(): Promise<void> {
     }
 
     const results: BenchResults = {
-      schema: 1,
+      schema: 2,
       mode,
       date: new Date().toISOString(),
       durationSec: round((performance.now() - started) / 1000, 3),
@@ -297,7 +358,9 @@ async function main(): Promise<void> {
       throughput,
       contention: contention!,
       stateScale,
-      servers: serverResults,
+      servers: section.comparisons,
+      hotKey: section.hotKey,
+      serverGenerator: section.generator,
       notes,
     };
     const problems = problemsOf(results);
@@ -313,7 +376,9 @@ async function main(): Promise<void> {
       } s`,
     );
   } finally {
+    await echo?.stop();
     await Promise.all([...servers.values()].map((s) => s.stop()));
+    tools?.dispose();
   }
 }
 

@@ -1,12 +1,14 @@
 /**
- * Server vs server: the same raw load against several servers in turn.
+ * Server vs server with the JavaScript load generator: the same raw load
+ * against several servers in turn (bench/server_section.ts uses the C one
+ * of bench/loadgen.c instead when it could be built).
  *
  * @module
  */
 
 import { encoder, figures, type LoopFigures, medianFigures, now, type Target } from "./measure.ts";
 import { connectRaw, type RawConnection } from "./raw_socket.ts";
-import { Samples } from "./stats.ts";
+import { median, round, Samples } from "./stats.ts";
 
 /** One load, run against several servers in turn. */
 export interface ServerLoadOptions {
@@ -75,6 +77,101 @@ export async function measureServers(
       name: t.name,
       rounds: options.rounds,
       ...medianFigures(perServer[i]!),
+    }));
+  } finally {
+    for (const raws of pools) for (const raw of raws) raw.close();
+  }
+}
+
+/** One hot key, waited for by every connection, against several servers in turn. */
+export interface HotKeyOptions {
+  /** Connections waiting for the key. */
+  readonly waiters: number;
+  readonly rounds: number;
+  readonly roundMs: number;
+  readonly warmupMs: number;
+}
+
+/** What {@linkcode measureHotKey} found for one server (medians over rounds). */
+export interface HotKeyFigures {
+  readonly name: string;
+  readonly rounds: number;
+  readonly waiters: number;
+  /** Locks granted per second. */
+  readonly grantsPerSec: number;
+  /** From an unlock being sent to the next grant arriving, ms. */
+  readonly handoffP50Ms: number;
+  readonly handoffP99Ms: number;
+}
+
+/**
+ * Raw connections on one key (release timeout 0), each looping `lock KEY 30`
+ * (waiting) and `unlock KEY`, against each server in turn, the order
+ * rotating every round.
+ */
+export async function measureHotKey(
+  targets: readonly (Target & { readonly name: string })[],
+  options: HotKeyOptions,
+): Promise<HotKeyFigures[]> {
+  const setTimeout0 = encoder.encode("set_timeout 0\n");
+  const pools = await Promise.all(targets.map(async (target) => {
+    const raws: RawConnection[] = [];
+    for (let i = 0; i < options.waiters; i++) {
+      const raw = await connectRaw(target.host, target.port);
+      raws.push(raw);
+      await raw.roundTrip(setTimeout0, 1);
+    }
+    return raws;
+  }));
+  try {
+    const run = async (raws: RawConnection[], ms: number) => {
+      const key = `hk${Math.random().toString(36).slice(2, 10)}`;
+      const lock = encoder.encode(`lock ${key} 30\n`);
+      const unlock = encoder.encode(`unlock ${key}\n`);
+      const handoffs = new Samples();
+      let grants = 0;
+      let unlockSentAt = -1;
+      let stopping = false;
+      const start = now();
+      let end = start;
+      // Every loop ends after an unlock, so that no lock is left held.
+      await Promise.all(raws.map(async (raw) => {
+        while (!stopping) {
+          await raw.roundTrip(lock, 1);
+          const t = now();
+          if (!stopping) {
+            grants++;
+            if (unlockSentAt >= 0) handoffs.add(t - unlockSentAt);
+            if (t - start >= ms) {
+              stopping = true;
+              end = t;
+            }
+          }
+          unlockSentAt = now();
+          await raw.roundTrip(unlock, 1);
+        }
+      }));
+      return {
+        grantsPerSec: grants / ((end - start) / 1000),
+        p50: handoffs.percentile(50),
+        p99: handoffs.percentile(99),
+      };
+    };
+    for (const raws of pools) await run(raws, options.warmupMs);
+    const perServer: { grantsPerSec: number; p50: number; p99: number }[][] = targets.map(() => []);
+    for (let r = 0; r < options.rounds; r++) {
+      for (let k = 0; k < targets.length; k++) {
+        const i = (r + k) % targets.length;
+        perServer[i]!.push(await run(pools[i]!, options.roundMs));
+      }
+    }
+    return targets.map((t, i) => ({
+      name: t.name,
+      rounds: options.rounds,
+      waiters: options.waiters,
+      grantsPerSec: round(median(perServer[i]!.map((f) => f.grantsPerSec))),
+      handoffP50Ms: round(median(perServer[i]!.map((f) => f.p50))),
+      handoffP99Ms: round(median(perServer[i]!.map((f) => f.p99))),
     }));
   } finally {
     for (const raws of pools) for (const raw of raws) raw.close();

@@ -16,16 +16,20 @@ export interface StateScaleOptions {
   readonly locksPerConnection: number;
   /** Connections opened at once while connecting. */
   readonly batch: number;
+  /** How long to wait after everything is released before the last memory sample, ms (default 0). */
+  readonly settleMs?: number;
 }
 
 /** What {@linkcode measureStateScale} found. */
 export interface StateScaleFigures {
   readonly connections: number;
   readonly locksPerConnection: number;
-  /** Server RSS before, with every connection open, and with every lock held (bytes). */
+  /** Server RSS before, with every connection open, and with every lock held: the total (bytes). */
   readonly rssBaseline: number;
   readonly rssConnected: number;
   readonly rssLocked: number;
+  /** Server RSS once every connection has closed and everything is released (bytes). */
+  readonly rssReleased: number;
   /** (connected − baseline) ÷ connections, bytes; noise can make a tiny run's delta ≤ 0. */
   readonly rssPerConnection: number;
   /** (locked − connected) ÷ locks, bytes. */
@@ -44,7 +48,8 @@ export interface StateScaleFigures {
 /**
  * Opens `connections` raw connections (release timeout 0), takes
  * `locksPerConnection` locks on each, then closes them all and times how
- * long the server takes to release everything (polling `stats`).
+ * long the server takes to release everything (polling `stats`); the
+ * server's memory is sampled before, connected, locked and after release.
  */
 export async function measureStateScale(
   target: Target,
@@ -102,6 +107,10 @@ export async function measureStateScale(
       if (now() - t2 > 120_000) throw new Error("state scale: locks not released within 120 s");
     }
     const releaseMs = now() - t2;
+    if ((options.settleMs ?? 0) > 0) {
+      await new Promise((resolve) => setTimeout(resolve, options.settleMs));
+    }
+    const released = await memory();
     const lockCount = connections * locksPerConnection;
     return {
       connections,
@@ -109,6 +118,7 @@ export async function measureStateScale(
       rssBaseline: base.rss,
       rssConnected: connected.rss,
       rssLocked: locked.rss,
+      rssReleased: released.rss,
       rssPerConnection: round((connected.rss - base.rss) / connections),
       rssPerLock: round((locked.rss - connected.rss) / lockCount),
       heapPerConnection: round((connected.heapUsed - base.heapUsed) / connections),

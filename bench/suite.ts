@@ -4,6 +4,8 @@
  * (tests/bench_smoke_test.ts) runs, with the `smoke` settings, to keep every
  * workload, the results check, the tables and the chart from rotting.
  * Figures from here mean little: client and server share one process.
+ * Section 5 uses the C load generator and echo server when `cc` can build
+ * them (bench/native.ts), else the JavaScript load generator.
  *
  * @module
  */
@@ -11,19 +13,32 @@
 import os from "node:os";
 import { startServer } from "../src/server/mod.ts";
 import { CONFIGS } from "./config.ts";
+import { buildNative, type EchoServer, startEcho } from "./native.ts";
 import type { BenchMode, BenchResults } from "./results.ts";
+import { type JsLoad, measureServerSection, type SectionTarget } from "./server_section.ts";
 import { memorySample, runtimeName, runtimeVersion } from "./runtime.ts";
 import { round } from "./stats.ts";
 import {
   measureContention,
+  measureHotKey,
   measureOverhead,
   measureServers,
   measureStateScale,
   measureThroughput,
 } from "./workloads.ts";
 
-/** Runs every measurement in this process with the settings of `mode`. */
-export async function runInProcess(mode: BenchMode = "smoke"): Promise<BenchResults> {
+/** The JavaScript load generator of section 5, in this process. */
+export const inProcessJsLoad: JsLoad = { pairs: measureServers, hot: measureHotKey };
+
+/**
+ * Runs every measurement in this process with the settings of `mode`;
+ * `native: false` keeps section 5 on the JavaScript load generator even
+ * when a C compiler is there.
+ */
+export async function runInProcess(
+  mode: BenchMode = "smoke",
+  options: { readonly native?: boolean } = {},
+): Promise<BenchResults> {
   const config = CONFIGS[mode];
   const started = performance.now();
   const runtime = runtimeName();
@@ -42,13 +57,36 @@ export async function runInProcess(mode: BenchMode = "smoke"): Promise<BenchResu
     }
   }
   const contention = await measureContention(target, config.contention);
-  const servers = [];
-  for (const connections of config.serverConnections) {
-    const [figures] = await measureServers([{ ...target, name: runtime }], {
-      connections,
-      ...config.servers,
-    });
-    servers.push({ connections, servers: [{ ...figures!, slowdown: 1 }] });
+  const notes = ["one process: client and server share it"];
+  const built = options.native === false
+    ? { tools: null, reason: "native: false" }
+    : await buildNative();
+  if (built.tools === null) {
+    notes.push(`section 5 used the JavaScript load generator (${built.reason}): no echo server`);
+  }
+  let echo: EchoServer | null = null;
+  let section;
+  try {
+    if (built.tools !== null) echo = await startEcho(built.tools);
+    const targets: SectionTarget[] = [
+      { ...target, name: runtime, kind: "bundled" },
+      ...(echo === null
+        ? []
+        : [{ ...target, port: echo.port, name: "echo", kind: "echo" as const }]),
+    ];
+    section = await measureServerSection(
+      targets,
+      {
+        connections: config.serverConnections,
+        hotWaiters: config.hotWaiters,
+        ...config.servers,
+      },
+      built.tools,
+      inProcessJsLoad,
+    );
+  } finally {
+    await echo?.stop();
+    built.tools?.dispose();
   }
   const state = await measureStateScale(
     target,
@@ -57,7 +95,7 @@ export async function runInProcess(mode: BenchMode = "smoke"): Promise<BenchResu
   );
   const load = os.loadavg()[0] ?? 0;
   return {
-    schema: 1,
+    schema: 2,
     mode,
     date: new Date().toISOString(),
     durationSec: round((performance.now() - started) / 1000, 3),
@@ -76,7 +114,9 @@ export async function runInProcess(mode: BenchMode = "smoke"): Promise<BenchResu
     throughput,
     contention,
     stateScale: [{ server: runtime, ...state }],
-    servers,
-    notes: ["one process: client and server share it"],
+    servers: section.comparisons,
+    hotKey: section.hotKey,
+    serverGenerator: section.generator,
+    notes,
   };
 }

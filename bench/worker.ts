@@ -11,6 +11,7 @@ import { type Job, remoteMemory, RESULT_PREFIX } from "./jobs.ts";
 import { runtimeName, runtimeVersion } from "./runtime.ts";
 import {
   measureContention,
+  measureHotKey,
   measureOverhead,
   measureServers,
   measureStateScale,
@@ -34,6 +35,8 @@ export function runJob(job: Job): Promise<unknown> {
       );
     case "servers":
       return measureServers(job.targets, job.options);
+    case "hotKey":
+      return measureHotKey(job.targets, job.options);
   }
 }
 

@@ -17,3 +17,5 @@ export { measureStateScale } from "./state_scale.ts";
 export type { StateScaleFigures, StateScaleOptions } from "./state_scale.ts";
 export { measureServers } from "./servers.ts";
 export type { ServerLoadFigures, ServerLoadOptions } from "./servers.ts";
+export { measureHotKey } from "./servers.ts";
+export type { HotKeyFigures, HotKeyOptions } from "./servers.ts";
