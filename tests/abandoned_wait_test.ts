@@ -12,6 +12,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { sessionName } from "../mod.ts";
 import { DIALECTS, type Fixture, withServer } from "./support/client_server.ts";
 import { until } from "./support/wait.ts";
 
@@ -160,7 +161,7 @@ for (const dialect of DIALECTS) {
         true,
         "the late grant was released",
       );
-      assert.equal(await client.sessionId(), ghost);
+      assert.equal(sessionName(await client.sessionId()), ghost, "the same session");
     });
   });
 }

@@ -157,7 +157,7 @@ function checkInvariants(
     }
   }
   for (const session of table.sessions.values()) {
-    for (const key of session.held) {
+    for (const key of session.held.keys()) {
       assert.ok(table.keys.get(key)?.holders.has(session), `#${session.id} thinks it holds ${key}`);
     }
     if (session.waiting !== null) {

@@ -593,7 +593,7 @@ test("LockTable.resume() adopts a disconnected session with its locks and forget
   assert.equal(a.connected, true);
   assert.equal(a.expiresAt, 0);
   assert.equal(a.expiry, undefined);
-  assert.deepEqual([...a.held].sort(), ["r", "s"]);
+  assert.deepEqual([...a.held.keys()].sort(), ["r", "s"]);
   assert.equal(t.sessions.has(n.id), false);
   assert.deepEqual(t.lock(b, "r", null, 0), unavailable(["1"]));
   assert.deepEqual(t.unlock(a, "r"), { kind: "released" });

@@ -10,6 +10,7 @@ import {
   connIdCommand,
   debugCommand,
   encodeKey,
+  fenceCommand,
   type KeyEncoding,
   quitCommand,
   rawCommand,
@@ -587,6 +588,7 @@ export class ELockClient extends EventTarget {
         }
         return held.release(wire, claim).finally(finish);
       });
+      if (options.fence === true) await this.#fence(lock, held, wire);
       return lock;
     } catch (error) {
       finish();
@@ -667,6 +669,28 @@ export class ELockClient extends EventTarget {
       throw new TypeError(`The ${what} must be a string: ${typeof text}`);
     }
     return encodeKey(text, "sha1", what);
+  }
+
+  /** Asks the fencing token of a grant; releases the lock when it cannot be had. */
+  async #fence(lock: HeldLock, session: Session, wire: string): Promise<void> {
+    let reply: Reply;
+    try {
+      reply = await session.request(fenceCommand(wire), { retry: true });
+    } catch (error) {
+      await lock.release().catch(() => {});
+      throw error;
+    }
+    if (reply.code === 200 && /^[0-9]{1,30}$/.test(reply.message)) {
+      lock.token = BigInt(reply.message);
+      return;
+    }
+    await lock.release().catch(() => {});
+    if (reply.code === 400 || reply.code === 500) {
+      throw new UnsupportedCommandError("fence", replyLine(reply));
+    }
+    // 403: the session no longer holds it (lost meanwhile: the handle says so).
+    if (lock.lost) throw lock.signal.reason;
+    throw unexpected(`fence ${wire}`, reply);
   }
 
   /** The sessions of the pool besides the client's own. */

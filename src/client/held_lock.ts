@@ -42,6 +42,20 @@ export class HeldLock {
   readonly key: string;
   /** The value of a value lock; `null` for an exclusive lock. */
   readonly value: string | null;
+  /**
+   * The fencing token of this grant (`acquire(key, { fence: true })`, the
+   * bundled server's `fence` command): a number that grows with every grant
+   * of the key. Pass it to the resource you guard, and have it refuse a
+   * token lower than the highest it has seen: a holder that paused past the
+   * loss of its lock is then refused, not trusted. `undefined` unless asked.
+   *
+   * @example
+   * ```ts ignore
+   * const lock = await client.acquire("ledger", { fence: true });
+   * await db.write(rows, { fencingToken: lock.token });
+   * ```
+   */
+  token: bigint | undefined = undefined;
   readonly #binding: Binding;
   #released: Promise<boolean> | null = null;
 

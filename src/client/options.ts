@@ -177,6 +177,13 @@ export interface AcquireOptions extends LockOptions {
    * sees both, and it must be released before `within` is. Default: none.
    */
   within?: HeldLock;
+  /**
+   * Also asks the grant's fencing token (`fence KEY`, an extension of the
+   * bundled server) into {@linkcode HeldLock.token}. Other servers do not
+   * know the command: the lock is then released and the call rejects with
+   * `UnsupportedCommandError`. Default `false`.
+   */
+  fence?: boolean;
 }
 
 /** Default server host. */

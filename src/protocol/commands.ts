@@ -180,6 +180,24 @@ function cachedLine(cache: Map<string, Uint8Array>, command: string, key: string
 }
 
 /**
+ * `fence KEY`: the fencing token of a key the session holds (an extension
+ * of the bundled server; other servers answer 400 or 500).
+ *
+ * @param key the encoded key
+ * @returns the command line's bytes
+ * @throws {InvalidKeyError} the key is not one word
+ *
+ * @example
+ * ```ts
+ * fenceCommand("k"); // "fence k\n"
+ * ```
+ */
+export function fenceCommand(key: string): Uint8Array {
+  checkWord(key, "key");
+  return line(["fence", key]);
+}
+
+/**
  * `unlock_all`.
  *
  * @returns the command line's bytes

@@ -281,6 +281,9 @@ class SessionHandler {
         return this.#lock(words[1]!, words[2]!, words[3]);
       case "unlock/1":
         return replies.unlock(table.unlock(session, words[1]!)) + eol;
+      case "fence/1":
+        // This server's extension: the fencing token of a key the session holds.
+        return replies.fence(table.fence(session, words[1]!)) + eol;
       case "unlock_all/0":
         table.unlockAll(session);
         return replies.unlockAll + eol;

@@ -28,6 +28,11 @@ export interface DialectReplies {
   lock(result: LockResult): string;
   unlock(result: UnlockResult): string;
   resume(result: ResumeResult): string;
+  /**
+   * `fence KEY` (this server's extension): `200 TOKEN` for a key the
+   * session holds, else a 403.
+   */
+  fence(token: number | null): string;
   readonly unlockAll: string;
   readonly setTimeout: string;
   readonly quit: string;
@@ -73,6 +78,7 @@ export const ORIGINAL: DialectReplies = {
       ? "403 not_locked"
       : "403 not_yours",
   resume: (r) => r === "resumed" || r === "same" ? "200 conn id set" : "403 cannot set conn id",
+  fence: (token) => token === null ? "403 not_locked" : `200 ${token}`,
   unlockAll: "200 OK",
   setTimeout: "200 timeout set",
   quit: "200 Hey, it was nice seeing you.",
@@ -115,6 +121,7 @@ export const EXTENDED: DialectReplies = {
   unlock: (r) =>
     r.kind === "not_yours" ? `403 Locked by ${holders(r.holders)}` : "200 Lock released",
   resume: (r) => r === "resumed" || r === "same" ? "200 Resumed" : RESUME_REFUSED[r],
+  fence: (token) => token === null ? "403 Not locked by this session" : `200 ${token}`,
   unlockAll: "200 OK",
   setTimeout: "200 OK",
   quit: "200 OK",

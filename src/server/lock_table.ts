@@ -29,8 +29,12 @@ export interface Session {
   releaseTimeout: number;
   /** Whether a connection is attached to this session. */
   connected: boolean;
-  /** Keys this session holds. */
-  readonly held: Set<string>;
+  /**
+   * Keys this session holds, each with its fencing token: the number of the
+   * grant that gave it (grants are counted across the table, so a key's
+   * tokens only grow).
+   */
+  readonly held: Map<string, number>;
   /** The wait this session is in, if any. */
   waiting: Waiter | null;
   /** When a disconnected session expires (epoch ms), else 0. */
@@ -171,6 +175,8 @@ export class LockTable {
   readonly #waitersLimit: LockResult;
   readonly #maxWaiters: number;
   #nextId = 1;
+  /** Grants so far: the fencing token of the last one. */
+  #grants = 0;
   #closed = false;
   /** Keys with at least one holder. */
   #locked = 0;
@@ -209,7 +215,7 @@ export class LockTable {
       secret,
       releaseTimeout: this.#defaultReleaseTimeout,
       connected: true,
-      held: new Set(),
+      held: new Map(),
       waiting: null,
       expiresAt: 0,
       expiry: undefined,
@@ -313,10 +319,18 @@ export class LockTable {
     return { kind: "released" };
   }
 
+  /**
+   * The fencing token of `key` held by `session` (the number of the grant
+   * that gave it), or `null` when it does not hold it.
+   */
+  fence(session: Session, key: string): number | null {
+    return session.held.get(key) ?? null;
+  }
+
   /** Releases every key `session` holds. */
   unlockAll(session: Session): void {
     if (session.held.size === 0) return;
-    for (const key of [...session.held]) {
+    for (const key of [...session.held.keys()]) {
       const state = this.keys.get(key);
       if (state !== undefined) this.#release(state, session);
     }
@@ -444,7 +458,7 @@ export class LockTable {
   #grant(state: KeyState, session: Session): void {
     if (state.holders.size === 0) this.#locked++;
     state.holders.add(session);
-    session.held.add(state.key);
+    session.held.set(state.key, ++this.#grants);
     if (state.queue.length > 0) session.contested++;
   }
 
