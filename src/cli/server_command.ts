@@ -7,7 +7,10 @@
 
 import { readFileSync } from "node:fs";
 import {
+  DEFAULT_KEEPALIVE_MS,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_LINE_LENGTH,
+  DEFAULT_MAX_REPLY_BYTES,
   DEFAULT_PORT,
   type ServerEvent,
   type ServerOptions,
@@ -26,6 +29,15 @@ Options:
   --dialect DIALECT      extended or original (default extended)
   --sequential-ids       hand out guessable session ids 1, 2, 3...
   --max-line-length N    longest command line in bytes (default ${DEFAULT_MAX_LINE_LENGTH})
+  --max-connections N    most client connections at once; one more is refused
+                         with an error line (default ${DEFAULT_MAX_CONNECTIONS})
+  --max-reply-bytes N    longest reply (debug, a 409 listing holders); a longer
+                         one is answered "Reply too large" (default ${DEFAULT_MAX_REPLY_BYTES})
+  --idle-timeout MS      close a connection that sent nothing for MS ms and has
+                         no waiting lock (default 0: never; an idle client that
+                         holds a lock is normal)
+  --keepalive MS         TCP keepalive on accepted sockets, first probe after
+                         MS ms of silence; 0 turns it off (default ${DEFAULT_KEEPALIVE_MS})
   --tls-cert FILE        serve TLS with this PEM certificate (chain); needs --tls-key
   --tls-key FILE         the PEM private key of --tls-cert
   --verbose              also log every command and its reply
@@ -38,6 +50,10 @@ const FLAGS = {
   dialect: { type: "string" },
   "sequential-ids": { type: "boolean" },
   "max-line-length": { type: "string" },
+  "max-connections": { type: "string" },
+  "max-reply-bytes": { type: "string" },
+  "idle-timeout": { type: "string" },
+  keepalive: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   verbose: { type: "boolean" },
@@ -94,6 +110,10 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
       `invalid --max-line-length ${quote(maxLine!)} (expected a whole number of at least 16)`,
     );
   }
+  const maxConnections = wholeFlag(values, "max-connections", 1, DEFAULT_MAX_CONNECTIONS);
+  const maxReplyBytes = wholeFlag(values, "max-reply-bytes", 1024, DEFAULT_MAX_REPLY_BYTES);
+  const idleTimeout = wholeFlag(values, "idle-timeout", 0, 0);
+  const keepAlive = wholeFlag(values, "keepalive", 0, DEFAULT_KEEPALIVE_MS);
   if (values.host === "") throw new UsageError("option --host needs a value");
   const tls = parseTls(values["tls-cert"], values["tls-key"]);
   return {
@@ -102,9 +122,34 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     dialect,
     sequentialIds: values["sequential-ids"] ?? false,
     maxLineLength,
+    maxConnections,
+    maxReplyBytes,
+    idleTimeout,
+    keepAlive,
     verbose: values.verbose ?? false,
     ...(tls === undefined ? {} : { tls }),
   };
+}
+
+/** The whole number of `--NAME` (at least `min`), or `fallback` when absent. */
+function wholeFlag(
+  values: Partial<Record<string, string | boolean>>,
+  name: string,
+  min: number,
+  fallback: number,
+): number {
+  const text = values[name];
+  if (typeof text !== "string") return fallback;
+  const max = name === "max-connections" || name === "max-reply-bytes"
+    ? Number.MAX_SAFE_INTEGER
+    : 2_147_483_647;
+  const n = parseWholeNumber(text, min, max);
+  if (n === null) {
+    throw new UsageError(
+      `invalid --${name} ${quote(text)} (expected a whole number ${min}-${max})`,
+    );
+  }
+  return n;
 }
 
 /** Reads the files of `--tls-cert` and `--tls-key`, given both or neither. */

@@ -22,6 +22,8 @@ interface BunSocket extends BunSocketLike {
   readonly remoteAddress: string;
   readonly remotePort?: number;
   setNoDelay(noDelay: boolean): void;
+  /** SO_KEEPALIVE, with TCP_KEEPIDLE of `initialDelay` ms (Bun's `TCPSocket.setKeepAlive`). */
+  setKeepAlive?(enable: boolean, initialDelay: number): boolean;
 }
 
 interface BunServer {
@@ -50,6 +52,7 @@ interface BunNamespace {
 /** Listens with `Bun.listen` (with its `tls` settings when `options.tls` is given). */
 export const listenBun: Listen = (options, onConnection) => {
   const bun = (globalThis as unknown as { Bun: BunNamespace }).Bun;
+  const keepAlive = options.keepAlive ?? 0;
   const server = bun.listen({
     hostname: options.hostname,
     port: options.port,
@@ -57,6 +60,7 @@ export const listenBun: Listen = (options, onConnection) => {
     ...(options.tls === undefined ? {} : { tls: { cert: options.tls.cert, key: options.tls.key } }),
     socket: {
       open(socket) {
+        if (keepAlive > 0) socket.setKeepAlive?.(true, keepAlive);
         const state = newBunStreamState();
         socket.data = state;
         onConnection(bunConnection(socket, state));

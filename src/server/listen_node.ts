@@ -14,7 +14,11 @@ import type { Listen, Listener } from "./listener.ts";
 /** Listens with `node:net`, or `node:tls` when `options.tls` is given. */
 export const listenNode: Listen = (options, onConnection) =>
   new Promise<Listener>((resolve, reject) => {
-    const accept = (socket: Socket) => onConnection(nodeConnection(socket));
+    const keepAlive = options.keepAlive ?? 0;
+    const accept = (socket: Socket) => {
+      if (keepAlive > 0) socket.setKeepAlive(true, keepAlive);
+      onConnection(nodeConnection(socket));
+    };
     let server: Server;
     if (options.tls === undefined) {
       server = createServer({ noDelay: true, allowHalfOpen: true }, accept);
