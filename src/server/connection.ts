@@ -42,6 +42,50 @@ export interface ServerConnection {
   close(): void;
   /** Closes the socket at once, dropping unsent bytes. */
   abort(): void;
+  /**
+   * The socket's own callbacks, which the server then uses instead of
+   * `readable` and `writable` (fewer allocations and promise hops per
+   * command); the bundled listeners provide it, a custom one need not.
+   */
+  readonly raw?: RawServerSocket;
+}
+
+/**
+ * A socket seen through callbacks, for {@linkcode ServerConnection.raw}.
+ *
+ * @example
+ * ```ts
+ * import { Socket } from "node:net";
+ *
+ * declare const socket: Socket;
+ * const raw: RawServerSocket = {
+ *   start(onData, onEnd) {
+ *     socket.on("data", onData).on("end", onEnd).on("close", onEnd);
+ *   },
+ *   write: (bytes) => socket.write(bytes),
+ *   drained: () => new Promise((resolve) => socket.once("drain", resolve)),
+ *   pause: () => void socket.pause(),
+ *   resume: () => void socket.resume(),
+ * };
+ * ```
+ */
+export interface RawServerSocket {
+  /**
+   * Starts reading: `onData` for each chunk (it may be reused once
+   * `onData` returns), `onEnd` once the peer has ended, the socket has
+   * failed or it has closed (it may be called more than once).
+   */
+  start(onData: (chunk: Uint8Array) => void, onEnd: () => void): void;
+  /**
+   * Writes `bytes`; `false` if not all of them have been taken yet: then
+   * wait for {@linkcode RawServerSocket.drained}. Throws once the socket is closed.
+   */
+  write(bytes: Uint8Array): boolean;
+  /** Resolves once the bytes of the last write have been taken; rejects if the socket closes first. */
+  drained(): Promise<void>;
+  /** Stops `onData` until `resume`. */
+  pause(): void;
+  resume(): void;
 }
 
 /**
@@ -258,7 +302,44 @@ class SessionHandler {
     this.#ctx.table.disconnect(this.#session);
   }
 
+  /** Reads through the socket's callbacks until the connection ends. */
+  #readRaw(raw: RawServerSocket): Promise<void> {
+    const splitter = new LineSplitter(this.#ctx.maxLineLength);
+    const push = (line: SplitLine) => {
+      if (this.#ended || this.#broken) return;
+      this.#queue.push(line);
+      this.#queuedBytes += costOf(line);
+    };
+    const watchIdle = this.#ctx.idleTimeoutMs > 0;
+    const resume = () => raw.resume();
+    return new Promise<void>((resolve) => {
+      let done = false;
+      raw.start((chunk) => {
+        if (done) return;
+        if (watchIdle) this.#lastInput = Date.now();
+        splitter.push(chunk, push);
+        // Runs the batch at once, and writes its replies in one write.
+        this.#kick();
+        if (this.#queuedBytes >= MAX_QUEUED_BYTES && !this.#ended && !this.#broken) {
+          if (this.#session.waiting === null) {
+            // Behind: read no more until the queue has shrunk.
+            this.#resumeReading = resume;
+            raw.pause();
+          } else if (this.#queuedBytes >= MAX_PARKED_BYTES) {
+            // See #read: a client must not send behind a waiting lock.
+            this.#conn.abort();
+          }
+        }
+      }, () => {
+        if (done) return;
+        done = true;
+        resolve();
+      });
+    });
+  }
+
   async #read(): Promise<void> {
+    if (this.#conn.raw !== undefined) return await this.#readRaw(this.#conn.raw);
     const splitter = new LineSplitter(this.#ctx.maxLineLength);
     const push = (line: SplitLine) => {
       // Nothing runs after `quit`, nor once replies can no longer be sent.
@@ -359,8 +440,13 @@ class SessionHandler {
     this.#out = "";
     if (this.#broken) return;
     try {
-      this.#writer ??= this.#conn.writable.getWriter();
-      await this.#writer.write(encodeBinary(out));
+      const raw = this.#conn.raw;
+      if (raw !== undefined) {
+        if (!raw.write(encodeBinary(out))) await raw.drained();
+      } else {
+        this.#writer ??= this.#conn.writable.getWriter();
+        await this.#writer.write(encodeBinary(out));
+      }
     } catch {
       this.#broken = true;
       this.#queue = [];

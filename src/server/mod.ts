@@ -26,7 +26,7 @@ import { LockTable } from "./lock_table.ts";
 import { DEFAULT_PORT, MAX_TIMEOUT_MS } from "../protocol/limits.ts";
 
 export type { Dialect } from "./dialect.ts";
-export type { ServerConnection, ServerEvent } from "./connection.ts";
+export type { RawServerSocket, ServerConnection, ServerEvent } from "./connection.ts";
 export type { Listen, Listener, ListenOptions, ServerTlsOptions } from "./listener.ts";
 
 /** The port eLock servers listen on by default: 11400. */
