@@ -85,6 +85,7 @@ export interface RawServerSocket {
   drained(): Promise<void>;
   /** Stops `onData` until `resume`. */
   pause(): void;
+  /** Lets `onData` go on after `pause`. */
   resume(): void;
 }
 
