@@ -20,9 +20,9 @@
  */
 
 import { ConnectionClosedError, ELockError, ProtocolError } from "../errors.ts";
-import type { TransportConnection } from "../transport/transport.ts";
+import type { RawSocket, TransportConnection } from "../transport/transport.ts";
 import { concat } from "./line_splitter.ts";
-import { type Reply, replyLine, ReplyReader } from "./reply_reader.ts";
+import { type Reply, replyLine, ReplyParser, ReplyReader } from "./reply_reader.ts";
 
 /**
  * Receives one line per request and reply. `console` fits.
@@ -613,41 +613,61 @@ export class Connection {
 class Wire {
   owner: Connection | null;
   readonly #stream: TransportConnection;
-  readonly #reader: ReplyReader;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Streams, for a transport without {@linkcode TransportConnection.raw}. */
+  readonly #reader: ReplyReader | null = null;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
+  readonly #raw: RawSocket | null = null;
   #closing: Promise<void> | null = null;
 
   constructor(stream: TransportConnection, owner: Connection, maxLineLength: number | undefined) {
     this.owner = owner;
     this.#stream = stream;
-    this.#reader = new ReplyReader(
-      stream.readable,
-      maxLineLength === undefined ? {} : { maxLineLength },
-    );
+    const limits = maxLineLength === undefined ? {} : { maxLineLength };
+    const raw = stream.raw;
+    if (raw !== undefined) {
+      // Callbacks: each reply handled as its bytes arrive, without a promise per reply.
+      this.#raw = raw;
+      const parser = new ReplyParser(
+        (reply) => this.owner?.onReply(reply),
+        (error) => {
+          if (this.#closing === null) this.owner?.onWireError(error);
+        },
+        limits,
+      );
+      raw.start({ data: (bytes) => parser.push(bytes), end: (error) => parser.end(error) });
+      return;
+    }
+    this.#reader = new ReplyReader(stream.readable, limits);
     this.#writer = stream.writable.getWriter();
     this.#writer.closed.catch(() => {});
-    void this.#readLoop();
+    void this.#readLoop(this.#reader);
   }
 
   write(bytes: Uint8Array): Promise<void> {
-    return this.#writer.write(bytes);
+    const raw = this.#raw;
+    if (raw === null) return this.#writer!.write(bytes);
+    try {
+      return raw.write(bytes) ? RESOLVED : raw.drained();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Closes the streams; every call returns the same promise. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#reader.cancel().catch(() => {});
-      await this.#writer.abort().catch(() => {});
+      await this.#reader?.cancel().catch(() => {});
+      await this.#writer?.abort().catch(() => {});
       await this.#stream.close().catch(() => {});
     })();
     return this.#closing;
   }
 
-  async #readLoop(): Promise<void> {
+  async #readLoop(reader: ReplyReader): Promise<void> {
     for (;;) {
       let reply: Reply;
       try {
-        reply = await this.#reader.read();
+        reply = await reader.read();
       } catch (error) {
         if (this.#closing === null) {
           this.owner?.onWireError(
@@ -662,6 +682,8 @@ class Wire {
     }
   }
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 function text(reply: Reply): string {
   const first = replyLine(reply);
