@@ -491,7 +491,8 @@ export class Connection {
         let size = 0;
         for (;;) {
           // Nothing is sent behind a barrier, so one in flight is always the last item.
-          if (this.#failure !== null || this.#down !== null) break;
+          // Nor after leaveWait()'s farewell: what is queued goes to the next connection.
+          if (this.#failure !== null || this.#down !== null || this.#leaving) break;
           if (this.#inflight.at(-1)?.options.barrier) break;
           const head = this.#queue[0];
           if (head === undefined || size >= 65536) break;
@@ -534,7 +535,7 @@ export class Connection {
           if (head.options.barrier) break;
         }
         // A batch is only started with nothing awaited, so a drop leaves it empty.
-        if (this.#failure !== null || this.#down !== null) return;
+        if (this.#failure !== null || this.#down !== null || this.#leaving) return;
         if (batch.length === 0) {
           if (this.#again) continue;
           return;
