@@ -12,8 +12,10 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { defaultTransport, ELockClient, type Transport } from "../mod.ts";
+import { type ConnectOptions, defaultTransport, ELockClient, type Transport } from "../mod.ts";
+import { type ServerEvent, startServer } from "../src/server/mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
+import { startErlangLikeServer } from "./support/erlang_like_server.ts";
 import { outcome, within } from "./support/lock_truth.ts";
 import { until } from "./support/wait.ts";
 
@@ -120,3 +122,196 @@ for (const dialect of DIALECTS) {
     });
   });
 }
+
+/** A hook on what comes from the server: may hold a chunk back until the promise it returns. */
+type Seen = (text: string) => void | Promise<void>;
+
+/**
+ * The default transport, with a tap on what comes from the server: `seen`
+ * is called with each chunk before it is handed on to the client, which
+ * waits for the promise it returns (bytes the client has not read yet).
+ */
+function tappedReads(): { transport: Transport; seen: Seen | null } {
+  const inner = defaultTransport();
+  const tap: { transport: Transport; seen: Seen | null } = {
+    seen: null,
+    transport: {
+      async connect(options) {
+        const connection = await inner.connect(options);
+        const reader = connection.readable.getReader();
+        const readable = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const { value, done } = await reader.read();
+            if (done) return controller.close();
+            await tap.seen?.(new TextDecoder().decode(value));
+            controller.enqueue(value);
+          },
+          cancel: (reason) => reader.cancel(reason),
+        }, { highWaterMark: 0 });
+        return { readable, writable: connection.writable, close: () => connection.close() };
+      },
+    },
+  };
+  return tap;
+}
+
+/** Resolves after `hops` microtask hops, or (`"timer"`) on a timer. */
+function hops(count: number | "timer"): Promise<void> {
+  if (count === "timer") return new Promise((resolve) => setTimeout(resolve, 0));
+  let p = Promise.resolve();
+  for (let i = 0; i < count; i++) p = p.then(() => {});
+  return p;
+}
+
+/**
+ * When the wait is given up, around its grant: `before` hops before the
+ * client reads the grant (it is held back meanwhile), or `after` hops
+ * after the client was handed it.
+ */
+type Moment = { before: number | "timer" } | { after: number | "timer" };
+
+const COUNTS: (number | "timer")[] = [...Array.from({ length: 12 }, (_, i) => i), "timer"];
+const MOMENTS: Moment[] = [
+  ...COUNTS.map((before) => ({ before })),
+  ...COUNTS.map((after) => ({ after })),
+];
+
+/** Where a sweep runs: a server, and how to know a wait reached it. */
+interface Target {
+  readonly port: number;
+  /** Resolves once the client's lock of `key` waits on the server (or soon after it was sent). */
+  waits(key: string): Promise<void>;
+  /** How the old session of the client left, if the server reports it: `held` locks then. */
+  left(): number[] | null;
+}
+
+/**
+ * For every {@linkcode MOMENTS}: `other` holds `busy`, the client (poolSize
+ * 1) waits for it with `acquire()`, a raw lock is queued behind the wait,
+ * `other` unlocks, and the wait is given up at that moment around the
+ * grant. Whatever the moment: one holder at a time, the queued raw lock
+ * granted, `busy` free at once after (no session keeps it for the release
+ * timeout), the client able to take it again, no `disconnect` or
+ * `sessionlost` reported.
+ *
+ * @returns how each moment ended: `granted`, `released` (the late grant
+ *   was seen and unlocked), `left N` (the connection was left; the old
+ *   session held N locks when the server saw it end), or `aborted` (the
+ *   server does not say which)
+ */
+async function sweep(target: () => Promise<Target & AsyncDisposable>): Promise<Set<string>> {
+  const outcomes = new Set<string>();
+  for (const moment of MOMENTS) {
+    await using server = await target();
+    const open: ELockClient[] = [];
+    const connect = async (options: ConnectOptions = {}) => {
+      const client = await ELockClient.connect({ port: server.port, ...options });
+      open.push(client);
+      return client;
+    };
+    try {
+      const other = await connect();
+      assert.equal(await other.lock("busy"), true);
+      const tap = tappedReads();
+      const client = await connect({ poolSize: 1, transport: tap.transport });
+      const events: string[] = [];
+      for (const type of ["disconnect", "sessionlost"] as const) {
+        client.addEventListener(type, () => events.push(type));
+      }
+      const controller = new AbortController();
+      const waiting = outcome(
+        client.acquire("busy", { timeout: 60_000, signal: controller.signal }),
+      );
+      await server.waits("busy");
+      // Queued behind the wait on the same session: goes on whatever happens to the wait.
+      const raw = outcome(client.lock("raw", { timeout: 60_000 }));
+      tap.seen = async (text) => {
+        if (!/^200 /m.test(text)) return;
+        tap.seen = null;
+        const abort = () => controller.abort(new Error("enough"));
+        if ("before" in moment) {
+          abort();
+          await hops(moment.before);
+        } else void hops(moment.after).then(abort);
+      };
+      assert.equal(await other.unlock("busy"), true);
+      const { value: held, error } = await within(waiting, 20_000, "acquire settled");
+      const where = `(abort at ${JSON.stringify(moment)} hops around the grant)`;
+      assert.deepEqual(await within(raw, 20_000, "raw lock"), { value: true }, where);
+      const probe = await connect({ releaseTimeout: 0 });
+      if (held !== undefined) {
+        assert.equal(await probe.lock("busy"), false, `the holder excludes others ${where}`);
+        assert.equal(await held.release(), true, where);
+      } else assert.match(String(error), /enough/, where);
+      // The late grant (if any) is freed at once: no session keeps it for the release timeout.
+      assert.equal(await probe.lock("busy", { timeout: 10_000 }), true, `busy freed ${where}`);
+      const left = server.left();
+      outcomes.add(
+        held !== undefined
+          ? "granted"
+          : left === null
+          ? "aborted"
+          : left.length === 0
+          ? "released"
+          : `left ${left.join(",")}`,
+      );
+      assert.equal(await probe.unlock("busy"), true);
+      assert.equal(await client.unlock("raw"), true, where);
+      const again = await client.acquire("busy", { timeout: 10_000 });
+      assert.equal(await probe.lock("busy"), false, where);
+      assert.equal(await again.release(), true, where);
+      assert.deepEqual(events, [], `no disconnect or sessionlost reported ${where}`);
+    } finally {
+      await Promise.all(open.map((client) => client.close()));
+    }
+  }
+  return outcomes;
+}
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] an abort at every moment around the grant of a wait (acquire, poolSize 1): one holder, no lock left`, async () => {
+    const outcomes = await sweep(async () => {
+      const events: ServerEvent[] = [];
+      const server = await startServer({ port: 0, dialect, onEvent: (e) => events.push(e) });
+      const wait = () => events.find((e) => e.type === "wait" && e.key === "busy");
+      return {
+        port: server.port,
+        waits: (key) => until(() => events.some((e) => e.type === "wait" && e.key === key), key),
+        left: () => {
+          const ghost = wait();
+          return events.flatMap((e) =>
+            e.type === "disconnect" && e.session === ghost?.session ? [e.held] : []
+          );
+        },
+        [Symbol.asyncDispose]: () => server.close(),
+      };
+    });
+    for (const expected of ["granted", "left 1"]) {
+      assert.ok(outcomes.has(expected), `${expected} happened: ${[...outcomes].join(", ")}`);
+    }
+  });
+}
+
+test("[Erlang-like server] an abort at every moment around the grant of a wait: one holder, no lock left", async () => {
+  const outcomes = await sweep(async () => {
+    const server = await startErlangLikeServer();
+    const clients: ELockClient[] = [];
+    return {
+      port: server.port,
+      // No events here: the wait was written, and another connection's round trip came after it.
+      async waits() {
+        const client = await ELockClient.connect({ port: server.port });
+        clients.push(client);
+        await client.command("conn_id");
+        await client.command("conn_id");
+      },
+      left: () => null,
+      async [Symbol.asyncDispose]() {
+        await Promise.all(clients.map((client) => client.close()));
+        await server.close();
+      },
+    };
+  });
+  assert.ok(outcomes.has("granted"), [...outcomes].join(", "));
+  assert.ok(outcomes.has("aborted"), [...outcomes].join(", "));
+});
