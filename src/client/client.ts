@@ -422,7 +422,8 @@ export class ELockClient extends EventTarget {
     const waitMs = /^[0-9]{1,10}$/.test(waitWord ?? "") ? Number(waitWord) * 1000 : 0;
     const reply = await this.#primary.request(bytes, { barrier: true, waitMs });
     if (reply.code === 200) this.#noteRaw(words);
-    return reply;
+    // The caller's own copy: one-line replies are shared (frozen) inside the client.
+    return { code: reply.code, message: reply.message, lines: [...reply.lines] };
   }
 
   /**
