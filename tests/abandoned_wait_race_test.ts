@@ -16,7 +16,7 @@ import { type ConnectOptions, defaultTransport, ELockClient, type Transport } fr
 import { type ServerEvent, startServer } from "../src/server/mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { startErlangLikeServer } from "./support/erlang_like_server.ts";
-import { outcome, within } from "./support/lock_truth.ts";
+import { outcome, within, withTruth } from "./support/lock_truth.ts";
 import { until } from "./support/wait.ts";
 
 /**
@@ -118,6 +118,70 @@ for (const dialect of DIALECTS) {
         assert.equal(await probe.lock("x"), true, "and nobody else held it");
       } finally {
         await probe.close();
+      }
+    });
+  });
+}
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] quit() right after an aborted wait (the client is reconnecting as a new session) ends the session`, async () => {
+    await withServer(dialect, async (fixture) => {
+      const { connect, waits } = fixture;
+      const other = await connect();
+      assert.equal(await other.lock("busy"), true);
+      const client = await connect({ poolSize: 1 });
+      const controller = new AbortController();
+      const waiting = client.acquire("busy", { timeout: 60_000, signal: controller.signal });
+      await waits("busy");
+      controller.abort(new Error("enough"));
+      await assert.rejects(waiting, /enough/);
+      assert.deepEqual(await within(outcome(client.quit()), 20_000, "quit()"), {
+        value: undefined,
+      });
+      assert.equal(client.closed, true);
+    });
+  });
+
+  test(`[${dialect}] quit() while the farewell of an aborted wait is still being written ends the session`, async () => {
+    await withServer(dialect, async (fixture) => {
+      const { connect, waits } = fixture;
+      const other = await connect();
+      assert.equal(await other.lock("busy"), true);
+      const writes = heldWrites();
+      const client = await connect({ poolSize: 1, transport: writes.transport });
+      const controller = new AbortController();
+      const waiting = client.acquire("busy", { timeout: 60_000, signal: controller.signal });
+      await waits("busy");
+      writes.hold();
+      controller.abort(new Error("enough"));
+      await assert.rejects(waiting, /enough/);
+      const quit = outcome(client.quit());
+      writes.release();
+      assert.deepEqual(await within(quit, 20_000, "quit()"), { value: undefined });
+      assert.equal(client.closed, true);
+    });
+  });
+
+  test(`[${dialect}] quit() while reconnecting after a drop waits for the connection, then ends the session`, async () => {
+    await withTruth(dialect, async ({ connect, probe, proxy }) => {
+      const client = await connect();
+      assert.equal(await client.lock("k"), true);
+      let quit: Promise<{ value?: void; error?: unknown }> | null = null;
+      let reconnecting = false;
+      // Once the drop is handled: the client waits for its next connection.
+      client.addEventListener("disconnect", () =>
+        queueMicrotask(() => {
+          reconnecting = client.reconnecting;
+          quit = outcome(client.quit());
+        }), { once: true });
+      proxy.cut();
+      await until(() => quit !== null, "the drop seen");
+      assert.equal(reconnecting, true);
+      assert.deepEqual(await within(quit!, 20_000, "quit()"), { value: undefined });
+      assert.equal(client.closed, true);
+      if (dialect === "extended") {
+        const p = await probe();
+        assert.equal(await p.lock("k"), true, "quit released k");
       }
     });
   });

@@ -429,10 +429,13 @@ export class ELockClient extends EventTarget {
   /**
    * Ends the session (`quit`) and closes the connection. On an extended
    * server `quit` releases the session's locks; on an original one they
-   * follow the release timeout, as after any disconnect.
+   * follow the release timeout, as after any disconnect. While the client
+   * is reconnecting, `quit` waits for the next connection (and fails with
+   * it).
    *
    * @throws {UnexpectedResponseError} the server did not answer 200 (the
    *   connection is closed anyway)
+   * @throws {ConnectionClosedError} the connection dropped or is closed
    *
    * @example
    * ```ts ignore
@@ -441,6 +444,11 @@ export class ELockClient extends EventTarget {
    */
   async quit(): Promise<void> {
     const primary = this.#primary;
+    const connection = primary.connection;
+    // Stopped now, the supervisor would never bring the connection back up: the quit would hang.
+    if (connection.down !== null || connection.leaving) {
+      await connection.exclusive(() => Promise.resolve()).catch(() => {});
+    }
     primary.supervisor.stop();
     try {
       const reply = await primary.request(quitCommand(), { barrier: true });

@@ -198,6 +198,15 @@ export class Connection {
       this.#down === null && this.#failure === null && !this.#leaving;
   }
 
+  /**
+   * Whether {@linkcode Connection.leaveWait} is leaving the transport
+   * connection: it drops (and {@linkcode Connection.down} is set) once its
+   * farewell is written.
+   */
+  get leaving(): boolean {
+    return this.#leaving;
+  }
+
   /** Whether a waiting lock (a barrier) is in flight: nothing else is sent until it is answered. */
   get waiting(): boolean {
     return this.#inflight.at(-1)?.options.barrier === true;
