@@ -20,30 +20,58 @@ import { outcome, within, withTruth } from "./support/lock_truth.ts";
 import { until } from "./support/wait.ts";
 
 /**
- * The default transport, with write completions that can be held: the
- * bytes of each write are handed to the socket at once, but while held the
- * write resolves only on {@linkcode release} (and later writes wait behind
- * it, as they would behind a full socket).
+ * The default transport, with write completions that can be held on the
+ * first connection (a socket whose send buffer is full): the bytes of each
+ * write are handed to the socket at once, but while held the write
+ * resolves only on {@linkcode release} or when the connection is closed
+ * (it then fails), and later writes wait behind it, unsent.
  */
 function heldWrites(): { transport: Transport; hold(): void; release(): void } {
   const inner = defaultTransport();
   let gate: Promise<void> | null = null;
   let open = () => {};
+  let first = true;
   return {
     transport: {
       async connect(options) {
         const connection = await inner.connect(options);
+        const gated = first;
+        first = false;
+        let closed = () => {};
+        const gone = new Promise<never>((_, reject) => {
+          closed = () => reject(new Error("socket closed"));
+        });
+        gone.catch(() => {});
         const writer = connection.writable.getWriter();
+        const reader = connection.readable.getReader();
+        const readable = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            const { value, done } = await reader.read();
+            if (done) return controller.close();
+            controller.enqueue(value);
+          },
+          cancel: (reason) => {
+            closed();
+            return reader.cancel(reason);
+          },
+        }, { highWaterMark: 0 });
         const writable = new WritableStream<Uint8Array>({
           async write(chunk) {
-            const held = gate;
+            const held = gated ? gate : null;
             await writer.write(chunk);
-            if (held !== null) await held;
+            if (held !== null) await Promise.race([held, gone]);
           },
           close: () => writer.close(),
           abort: (reason) => writer.abort(reason),
         });
-        return { readable: connection.readable, writable, close: () => connection.close() };
+        return {
+          readable,
+          writable,
+          close: () => {
+            closed();
+            return connection.close();
+          },
+        };
       },
     },
     hold() {
@@ -183,6 +211,36 @@ for (const dialect of DIALECTS) {
         const p = await probe();
         assert.equal(await p.lock("k"), true, "quit released k");
       }
+    });
+  });
+}
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] a farewell whose write never completes holds the calls queued behind it at most the command timeout`, async () => {
+    await withServer(dialect, async (fixture) => {
+      const { connect, waits } = fixture;
+      const other = await connect();
+      assert.equal(await other.lock("busy"), true);
+      const writes = heldWrites();
+      const client = await connect({
+        poolSize: 1,
+        transport: writes.transport,
+        commandTimeout: 500,
+      });
+      const controller = new AbortController();
+      writes.hold();
+      const waiting = client.acquire("busy", { timeout: 30_000, signal: controller.signal });
+      await waits("busy");
+      const queued = outcome(client.lock("x"));
+      controller.abort(new Error("enough"));
+      await assert.rejects(waiting, /enough/);
+      try {
+        // The first connection's writes never complete: the next connection takes the lock.
+        assert.deepEqual(await within(queued, 20_000, "the queued lock"), { value: true });
+      } finally {
+        writes.release();
+      }
+      assert.equal(await client.unlock("x"), true);
     });
   });
 }

@@ -242,13 +242,19 @@ export class Connection {
     this.#stopTimer();
     // Nothing more is written on it; the calls queued go to the next connection.
     this.#leaving = true;
+    // A write that does not complete (a full send buffer on a dead link) holds it at most the
+    // command timeout, as the wait's reply timer did.
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const drop = () => {
+      clearTimeout(timer);
+      if (!this.#leaving) return;
       this.#leaving = false;
       this.#drop(
         new ConnectionClosedError("Connection closed: left after an abandoned wait"),
         false,
       );
     };
+    timer = setTimeout(drop, this.#options.commandTimeout);
     wire.write(farewell).then(drop, drop);
     return true;
   }
