@@ -245,9 +245,12 @@ export class Connection {
     // A write that does not complete (a full send buffer on a dead link) holds it at most the
     // command timeout, as the wait's reply timer did.
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let left = false;
     const drop = () => {
       clearTimeout(timer);
-      if (!this.#leaving) return;
+      // Once: a write settling late must not end a later leave (or connection).
+      if (left) return;
+      left = true;
       this.#leaving = false;
       this.#drop(
         new ConnectionClosedError("Connection closed: left after an abandoned wait"),
