@@ -2,8 +2,9 @@
  * What the lean client core (cached command lines, interned one-line
  * replies) must not change: a reply handed to a caller of `command()` is
  * the caller's own, and a key whose line was cached is still checked as a
- * word wherever it is used. Against the bundled server, over TCP, both
- * dialects.
+ * word wherever it is used, and block replies (`stats`, `debug`) are never
+ * shared. Against the bundled server, over TCP, both dialects (the reply
+ * reader alone on a byte stream for the blocks).
  *
  * @module
  */
@@ -12,6 +13,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { InvalidKeyError } from "../mod.ts";
 import { checkWord, lockCommand, unlockCommand } from "../src/protocol/commands.ts";
+import { ReplyReader } from "../src/protocol/reply_reader.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 
 for (const dialect of DIALECTS) {
@@ -60,4 +62,22 @@ test("a key whose lock line was built is still checked as a word when used as so
   assert.throws(() => lockCommand("cached-key", Number.NaN), RangeError);
   assert.equal(new TextDecoder().decode(lockCommand("cached-key", 1500)), "lock cached-key 2\n");
   assert.equal(new TextDecoder().decode(lockCommand("cached-key", 0)), "lock cached-key\n");
+});
+
+test("block replies are never shared: each stats/debug reply has its own lines", async () => {
+  const block = "200 STATS\nSTAT clients 1\nSTAT locks 0\nSTAT monitoring 1\nEND\n";
+  const debug = "200 DEBUG\nLOCK k #1\nEND\n";
+  const reader = new ReplyReader(new Blob([block, "200 OK\n", block, debug, debug]).stream());
+  const first = await reader.read();
+  assert.equal(Object.isFrozen(first), false);
+  first.lines.push("STAT mine 1");
+  const ok = await reader.read();
+  assert.deepEqual(ok, { code: 200, message: "OK", lines: [] });
+  const second = await reader.read();
+  assert.notEqual(second, first);
+  assert.deepEqual(second.lines, ["STAT clients 1", "STAT locks 0", "STAT monitoring 1"]);
+  const [d1, d2] = [await reader.read(), await reader.read()];
+  assert.notEqual(d1, d2);
+  assert.notEqual(d1.lines, d2.lines);
+  assert.deepEqual(d2.lines, ["LOCK k #1"]);
 });
