@@ -244,7 +244,6 @@ export class Connection {
     this.#leaving = true;
     // A write that does not complete (a full send buffer on a dead link) holds it at most the
     // command timeout, as the wait's reply timer did.
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let left = false;
     const drop = () => {
       clearTimeout(timer);
@@ -257,7 +256,7 @@ export class Connection {
         false,
       );
     };
-    timer = setTimeout(drop, this.#options.commandTimeout);
+    const timer = setTimeout(drop, this.#options.commandTimeout);
     wire.write(farewell).then(drop, drop);
     return true;
   }
