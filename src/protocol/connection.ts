@@ -198,6 +198,15 @@ export class Connection {
       this.#down === null && this.#failure === null && !this.#leaving;
   }
 
+  /**
+   * Whether {@linkcode Connection.leaveWait} is leaving the transport
+   * connection: it drops (and {@linkcode Connection.down} is set) once its
+   * farewell is written.
+   */
+  get leaving(): boolean {
+    return this.#leaving;
+  }
+
   /** Whether a waiting lock (a barrier) is in flight: nothing else is sent until it is answered. */
   get waiting(): boolean {
     return this.#inflight.at(-1)?.options.barrier === true;
@@ -233,13 +242,21 @@ export class Connection {
     this.#stopTimer();
     // Nothing more is written on it; the calls queued go to the next connection.
     this.#leaving = true;
+    // A write that does not complete (a full send buffer on a dead link) holds it at most the
+    // command timeout, as the wait's reply timer did.
+    let left = false;
     const drop = () => {
+      clearTimeout(timer);
+      // Once: a write settling late must not end a later leave (or connection).
+      if (left) return;
+      left = true;
       this.#leaving = false;
       this.#drop(
         new ConnectionClosedError("Connection closed: left after an abandoned wait"),
         false,
       );
     };
+    const timer = setTimeout(drop, this.#options.commandTimeout);
     wire.write(farewell).then(drop, drop);
     return true;
   }
@@ -491,7 +508,8 @@ export class Connection {
         let size = 0;
         for (;;) {
           // Nothing is sent behind a barrier, so one in flight is always the last item.
-          if (this.#failure !== null || this.#down !== null) break;
+          // Nor after leaveWait()'s farewell: what is queued goes to the next connection.
+          if (this.#failure !== null || this.#down !== null || this.#leaving) break;
           if (this.#inflight.at(-1)?.options.barrier) break;
           const head = this.#queue[0];
           if (head === undefined || size >= 65536) break;
@@ -534,7 +552,7 @@ export class Connection {
           if (head.options.barrier) break;
         }
         // A batch is only started with nothing awaited, so a drop leaves it empty.
-        if (this.#failure !== null || this.#down !== null) return;
+        if (this.#failure !== null || this.#down !== null || this.#leaving) return;
         if (batch.length === 0) {
           if (this.#again) continue;
           return;
