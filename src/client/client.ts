@@ -690,6 +690,8 @@ export class ELockClient extends EventTarget {
       throw error;
     }
     if (reply.code === 200 && /^[0-9]{1,30}$/.test(reply.message)) {
+      // Lost while the token was asked (the lease ran out): not handed out as held.
+      if (lock.lost) throw lock.signal.reason;
       lock.token = BigInt(reply.message);
       return;
     }

@@ -350,7 +350,6 @@ export class ReplyReader {
   }
 }
 
-/** The code of a reply line `DDD` or `DDD message`, or -1 when it is neither. */
 /**
  * Replies from bytes pushed in (a socket's callbacks), the same as
  * {@linkcode ReplyReader} reads them from a stream, without a promise per
@@ -465,6 +464,7 @@ export class ReplyParser {
   }
 }
 
+/** The code of a reply line `DDD` or `DDD message`, or -1 when it is neither. */
 function replyCode(line: string): number {
   if (line.length < 3 || (line.length > 3 && line.charCodeAt(3) !== 32)) return -1;
   let code = 0;

@@ -219,7 +219,20 @@ export function bunSocketStreams(
     drained() {
       if (state.closed) return Promise.reject(new Error("socket closed"));
       if (state.unsent === null) return Promise.resolve();
-      return new Promise<void>((resolve, reject) => state.written = { resolve, reject });
+      return new Promise<void>((resolve, reject) => {
+        // Another writer may be waiting already (the pump and a farewell): both are told.
+        const before = state.written;
+        state.written = before === null ? { resolve, reject } : {
+          resolve() {
+            before.resolve();
+            resolve();
+          },
+          reject(error) {
+            before.reject(error);
+            reject(error);
+          },
+        };
+      });
     },
   };
   return { readable, writable, close, raw };
