@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { random } from "./support/random.ts";
 import { sleep } from "./support/wait.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 
 const ROUNDS = 1000;
 

@@ -12,7 +12,7 @@ import { type Dialect, type ServerEvent, startServer } from "../src/server/mod.t
 import { Cli, runCli, SLOW, WAIT_MS } from "./support/cli_process.ts";
 import { startProxy } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 
 /** A server for one test, with the `wait` events it reported. */
 async function serve(dialect: Dialect = "extended") {

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ELockClient } from "../mod.ts";
 import { main } from "../src/cli.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 import { Cli, SLOW } from "./support/cli_process.ts";
 import { LineClient } from "./support/line_client.ts";
 import { makeCertificates } from "./support/tls_cert.ts";

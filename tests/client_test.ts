@@ -19,7 +19,7 @@ import {
 import { closedPort, DIALECTS, withServer } from "./support/client_server.ts";
 import { startProxy } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] lock() answers true when granted, false when another session holds the key`, async () => {

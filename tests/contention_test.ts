@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { DeadlockError } from "../mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { until } from "./support/wait.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] waiters are served first come, first served`, async () => {

@@ -82,7 +82,7 @@ import {
 import { startProxy } from "./support/proxy.ts";
 import { envSeed, random } from "./support/random.ts";
 import { sleep } from "./support/wait.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 
 const SEED = envSeed() ?? 20_260_501;
 const DURATION = positiveEnv("ELOCK_FAULT_DURATION") ?? 15_000;

@@ -24,7 +24,7 @@ import {
   until,
 } from "./support/hostile.ts";
 import { sleep } from "./support/wait.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 
 /** For the tests that open many connections or move megabytes (Bun's default is 5 s). */
 const SLOW = { timeout: 60_000 };

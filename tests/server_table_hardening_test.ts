@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { ELockClient } from "../mod.ts";
 import { parseServerArgs } from "../src/cli/server_command.ts";
 import { UsageError } from "../src/cli/subcommand.ts";
-import { isSessionName, sessionName } from "../src/protocol/session_name.ts";
+import { isSessionName, sessionName } from "../mod.ts";
 import { type Dialect, type ServerEvent, startServer } from "../src/server/mod.ts";
 import { type LockResult, LockTable, type Session } from "../src/server/lock_table.ts";
 import { DeadlockError } from "../src/errors.ts";

@@ -9,7 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { UnsupportedCommandError } from "../mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
-import { sessionName } from "../src/protocol/session_name.ts";
+import { sessionName } from "../mod.ts";
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] locks.request() runs the callback holding the lock and returns its result`, async () => {

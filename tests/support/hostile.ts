@@ -12,7 +12,7 @@ import assert from "node:assert/strict";
 import type { Dialect } from "../../src/server/mod.ts";
 import { LineClient } from "./line_client.ts";
 import { sleep } from "./wait.ts";
-import { sessionName } from "../../src/protocol/session_name.ts";
+import { sessionName } from "../../mod.ts";
 
 /** Both dialects, in the order the tests are declared. */
 export const DIALECTS: readonly Dialect[] = ["original", "extended"];

@@ -23,7 +23,7 @@
 
 import { AssertionError } from "node:assert/strict";
 import { LineClient } from "./line_client.ts";
-import { sessionName } from "../../src/protocol/session_name.ts";
+import { sessionName } from "../../mod.ts";
 
 /** One step of a transcript. */
 export type Step =
