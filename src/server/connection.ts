@@ -205,6 +205,22 @@ export async function refuseConnection(
   message: string,
 ): Promise<void> {
   const timer = setTimeout(() => conn.abort(), CLOSE_GRACE_MS);
+  const raw = conn.raw;
+  if (raw !== undefined) {
+    try {
+      await new Promise<void>((resolve) => {
+        // What the client still sends is dropped.
+        raw.start(() => {}, resolve);
+        raw.write(encodeBinary(errorLine(replies, message)));
+        conn.close();
+      });
+    } catch {
+      conn.abort();
+    } finally {
+      clearTimeout(timer);
+    }
+    return;
+  }
   try {
     const writer = conn.writable.getWriter();
     await writer.write(encodeBinary(errorLine(replies, message)));
