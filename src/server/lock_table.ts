@@ -146,6 +146,8 @@ export interface LockTableOptions {
   graceMs?: number;
 }
 
+const RELEASED: UnlockResult = Object.freeze({ kind: "released" });
+const NOT_LOCKED: UnlockResult = Object.freeze({ kind: "not_locked" });
 const ACQUIRED: LockResult = Object.freeze({ kind: "acquired" });
 const CONFLICT: LockResult = Object.freeze({ kind: "conflict" });
 const GRACE: LockResult = Object.freeze({ kind: "grace" });
@@ -310,13 +312,13 @@ export class LockTable {
   unlock(session: Session, key: string): UnlockResult {
     const state = this.keys.get(key);
     if (state === undefined || state.holders.size === 0) {
-      return { kind: "not_locked" };
+      return NOT_LOCKED;
     }
     if (!state.holders.has(session)) {
       return { kind: "not_yours", holders: ids(state.holders) };
     }
     this.#release(state, session);
-    return { kind: "released" };
+    return RELEASED;
   }
 
   /**
