@@ -182,11 +182,11 @@ const WHOLE_NUMBER = /^[0-9]{1,10}$/;
  * });
  * ```
  */
-export async function serveConnection(
+export function serveConnection(
   conn: ServerConnection,
   context: ConnectionContext,
 ): Promise<void> {
-  await new SessionHandler(conn, context).run();
+  return new SessionHandler(conn, context).run();
 }
 
 /**
@@ -378,8 +378,12 @@ class SessionHandler {
     });
   }
 
-  async #read(): Promise<void> {
-    if (this.#conn.raw !== undefined) return await this.#readRaw(this.#conn.raw);
+  #read(): Promise<void> {
+    if (this.#conn.raw !== undefined) return this.#readRaw(this.#conn.raw);
+    return this.#readStreams();
+  }
+
+  async #readStreams(): Promise<void> {
     const splitter = new LineSplitter(this.#ctx.maxLineLength);
     const push = (line: SplitLine) => {
       // Nothing runs after `quit`, nor once replies can no longer be sent.

@@ -76,7 +76,8 @@ export interface KeyState {
   /** Holders in the order they got the lock. */
   readonly holders: Set<Session>;
   /** Waiters, first come first served. */
-  readonly queue: Waiter[];
+  /** Waiters in order; one shared empty (frozen) array while nobody waits. */
+  queue: Waiter[];
 }
 
 /** Outcome of a lock request. */
@@ -152,6 +153,8 @@ export interface LockTableOptions {
   graceMs?: number;
 }
 
+/** The queue of every key nobody waits for (a lock costs no array of its own). */
+const NO_WAITERS: Waiter[] = Object.freeze([]) as unknown as Waiter[];
 const RELEASED: UnlockResult = Object.freeze({ kind: "released" });
 const NOT_LOCKED: UnlockResult = Object.freeze({ kind: "not_locked" });
 const ACQUIRED: LockResult = Object.freeze({ kind: "acquired" });
@@ -278,13 +281,13 @@ export class LockTable {
     if (session.held.size >= this.#maxHeld) return this.#heldLimit;
     if (state === undefined) {
       if (this.#grace === undefined) {
-        state = { key, value, holders: new Set(), queue: [] };
+        state = { key, value, holders: new Set(), queue: NO_WAITERS };
         this.keys.set(key, state);
         this.#grant(state, session);
         return ACQUIRED;
       }
       if (waitMs <= 0) return GRACE;
-      state = { key, value, holders: new Set(), queue: [] };
+      state = { key, value, holders: new Set(), queue: NO_WAITERS };
       this.keys.set(key, state);
     } else if (
       this.#grace === undefined &&
@@ -446,7 +449,7 @@ export class LockTable {
     const waiters: Waiter[] = [];
     for (const state of this.keys.values()) {
       for (const waiter of state.queue) waiters.push(waiter);
-      state.queue.length = 0;
+      state.queue = NO_WAITERS;
     }
     clearTimeout(this.#deadlineTimer);
     this.#deadlineTimer = undefined;
@@ -490,6 +493,7 @@ export class LockTable {
 
   #enqueue(state: KeyState, waiter: Waiter): void {
     if (state.queue.length === 0) { for (const holder of state.holders) holder.contested++; }
+    if (state.queue === NO_WAITERS) state.queue = [];
     state.queue.push(waiter);
     waiter.session.waiting = waiter;
     this.#waiting++;
@@ -500,7 +504,10 @@ export class LockTable {
     if (index === 0) state.queue.shift();
     else state.queue.splice(index, 1);
     this.#waiting--;
-    if (state.queue.length === 0) { for (const holder of state.holders) holder.contested--; }
+    if (state.queue.length === 0) {
+      state.queue = NO_WAITERS;
+      for (const holder of state.holders) holder.contested--;
+    }
   }
 
   #leaveQueue(waiter: Waiter): void {
@@ -536,6 +543,7 @@ export class LockTable {
           else queue[kept++] = waiter;
         }
         queue.length = kept;
+        if (kept === 0) state.queue = NO_WAITERS;
         this.#waiting -= granted.length;
         if (kept === 0) { for (const holder of state.holders) holder.contested--; }
         for (const waiter of granted) this.#handOver(state, waiter);
