@@ -31,7 +31,7 @@ interface DenoNamespace {
 }
 
 /** First read buffer of a connection; it doubles, up to {@linkcode MAX_READ}, whenever a read fills it. */
-const FIRST_READ = 1024;
+const FIRST_READ = 256;
 const MAX_READ = 64 << 10;
 /** Bytes queued behind a write in flight before `write` says "wait for drained". */
 const HIGH_WATER = 64 << 10;
