@@ -803,7 +803,8 @@ test("LockTable.close() answers every waiter unavailable and clears all timers",
   e.releaseTimeout = 60_000;
   t.lock(e, "held", null, 0);
   t.disconnect(e);
-  assert.equal(timers.live.size, 4, "3 wait deadlines and 1 release timeout");
+  // One timer for every wait deadline (the table keeps them in one heap), one release timeout.
+  assert.equal(timers.live.size, 2, "the deadlines' timer and 1 release timeout");
   t.close();
   assert.equal(timers.live.size, 0, "close() leaves no timer running");
   for (const w of waits) assert.equal((await w.promise).kind, "unavailable");
@@ -843,4 +844,24 @@ test("LockTable timers: every wait deadline and release timeout is cleared once 
   assert.equal(t.resume(t.createSession(), d.id).result, "resumed"); // d's expiry is void
   assert.equal(timers.live.size, 0);
   t.close();
+});
+
+test("LockTable wait deadlines: one timer for all, each wait answered at its own deadline, granted waits never time out, nothing kept after", async () => {
+  using timers = trackTimers();
+  const t = table();
+  const [a, ...waiters] = sessions(t, 201) as [Session, ...Session[]];
+  t.lock(a, "k", null, 0);
+  // Deadlines out of order: 100 waits that time out, one that is granted first.
+  const firstOnK = queued(t.lock(waiters[100]!, "k", null, 60_000));
+  const timedOut = waiters.slice(101).map((s, i) => {
+    t.lock(waiters[0]!, `held-${i}`, null, 0);
+    return queued(t.lock(s, `held-${i}`, null, 5 + ((i * 37) % 40)));
+  });
+  assert.ok(timers.live.size <= 2, "one timer for every deadline (and none per wait)");
+  t.unlock(a, "k");
+  assert.equal((await firstOnK.promise).kind, "acquired");
+  for (const w of timedOut) assert.equal((await w.promise).kind, "unavailable");
+  assert.equal(t.waitingCount, 0);
+  assert.equal(timers.live.size, 0, "no timer is left once nothing waits");
+  assert.equal(waiters[100]!.held.has("k"), true, "a granted wait is not timed out later");
 });

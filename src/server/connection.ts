@@ -182,11 +182,11 @@ const WHOLE_NUMBER = /^[0-9]{1,10}$/;
  * });
  * ```
  */
-export async function serveConnection(
+export function serveConnection(
   conn: ServerConnection,
   context: ConnectionContext,
 ): Promise<void> {
-  await new SessionHandler(conn, context).run();
+  return new SessionHandler(conn, context).run();
 }
 
 /**
@@ -205,6 +205,22 @@ export async function refuseConnection(
   message: string,
 ): Promise<void> {
   const timer = setTimeout(() => conn.abort(), CLOSE_GRACE_MS);
+  const raw = conn.raw;
+  if (raw !== undefined) {
+    try {
+      await new Promise<void>((resolve) => {
+        // What the client still sends is dropped.
+        raw.start(() => {}, resolve);
+        raw.write(encodeBinary(errorLine(replies, message)));
+        conn.close();
+      });
+    } catch {
+      conn.abort();
+    } finally {
+      clearTimeout(timer);
+    }
+    return;
+  }
   try {
     const writer = conn.writable.getWriter();
     await writer.write(encodeBinary(errorLine(replies, message)));
@@ -226,17 +242,44 @@ function errorLine(replies: DialectReplies, message: string): string {
   return `${replies.lineTooLong.slice(0, 4)}${message}${replies.eol}`;
 }
 
+/** Replies of a dialect that do not depend on the state, built once per dialect (not per connection). */
+interface FixedReplies {
+  readonly eol: string;
+  readonly acquired: string;
+  readonly released: string;
+  readonly tooLarge: string;
+  /** `acquired` and `released` as bytes, written as they are (never changed). */
+  readonly acquiredBytes: Uint8Array;
+  readonly releasedBytes: Uint8Array;
+}
+
+const fixedReplies = new WeakMap<DialectReplies, FixedReplies>();
+
+function fixedOf(replies: DialectReplies): FixedReplies {
+  let fixed = fixedReplies.get(replies);
+  if (fixed === undefined) {
+    const acquired = replies.lock({ kind: "acquired" }) + replies.eol;
+    const released = replies.unlock({ kind: "released" }) + replies.eol;
+    fixed = {
+      eol: replies.eol,
+      acquired,
+      released,
+      tooLarge: errorLine(replies, "Reply too large"),
+      acquiredBytes: encodeBinary(acquired),
+      releasedBytes: encodeBinary(released),
+    };
+    fixedReplies.set(replies, fixed);
+  }
+  return fixed;
+}
+
 const costOf = (line: SplitLine): number =>
   LINE_COST + (line === OVERLONG_LINE ? 0 : line.length + 1);
 
 class SessionHandler {
   readonly #conn: ServerConnection;
   readonly #ctx: ConnectionContext;
-  readonly #eol: string;
-  /** Replies that do not depend on the state, built once. */
-  readonly #acquiredReply: string;
-  readonly #releasedReply: string;
-  readonly #tooLargeReply: string;
+  readonly #fixed: FixedReplies;
   #queue: SplitLine[] = [];
   #queueHead = 0;
   #queuedBytes = 0;
@@ -256,17 +299,15 @@ class SessionHandler {
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   #resumeReading: (() => void) | null = null;
   #lastInput = 0;
+  /** An unlock of this batch granted a waiter (see #runNow). */
+  #handedOver = false;
   #idleTimer: ReturnType<typeof setTimeout> | undefined;
   #graceTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(conn: ServerConnection, ctx: ConnectionContext) {
     this.#conn = conn;
     this.#ctx = ctx;
-    const { replies } = ctx;
-    this.#eol = replies.eol;
-    this.#acquiredReply = replies.lock({ kind: "acquired" }) + replies.eol;
-    this.#releasedReply = replies.unlock({ kind: "released" }) + replies.eol;
-    this.#tooLargeReply = errorLine(replies, "Reply too large");
+    this.#fixed = fixedOf(ctx.replies);
     this.#session = ctx.table.createSession();
   }
 
@@ -339,8 +380,12 @@ class SessionHandler {
     });
   }
 
-  async #read(): Promise<void> {
-    if (this.#conn.raw !== undefined) return await this.#readRaw(this.#conn.raw);
+  #read(): Promise<void> {
+    if (this.#conn.raw !== undefined) return this.#readRaw(this.#conn.raw);
+    return this.#readStreams();
+  }
+
+  async #readStreams(): Promise<void> {
     const splitter = new LineSplitter(this.#ctx.maxLineLength);
     const push = (line: SplitLine) => {
       // Nothing runs after `quit`, nor once replies can no longer be sent.
@@ -382,28 +427,69 @@ class SessionHandler {
 
   #kick(): void {
     if (this.#processing === null && this.#queueHead < this.#queue.length) {
-      this.#processing = this.#process().finally(() => {
+      // Commands whose replies come at once run here, without a promise;
+      // the rest (a waiting lock, a write the socket is behind on) goes on
+      // asynchronously.
+      const rest = this.#runNow();
+      if (rest === null) return;
+      this.#processing = rest.finally(() => {
         this.#processing = null;
         if (this.#queueHead < this.#queue.length && !this.#broken) this.#kick();
       });
     }
   }
 
-  async #process(): Promise<void> {
+  /** Takes the next queued line. */
+  #next(): SplitLine {
+    const line = this.#queue[this.#queueHead]!;
+    this.#queue[this.#queueHead++] = "";
+    this.#queuedBytes -= costOf(line);
+    if (this.#queueHead === this.#queue.length) {
+      this.#queue.length = 0;
+      this.#queueHead = 0;
+    } else if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queue.splice(0, this.#queueHead);
+      this.#queueHead = 0;
+    }
+    if (this.#queuedBytes < MAX_QUEUED_BYTES / 2) this.#wakeReader();
+    return line;
+  }
+
+  /**
+   * Runs queued commands while each reply comes at once, then writes their
+   * replies in one write; null when that is all done, else the promise of
+   * the rest ({@linkcode SessionHandler.#process}).
+   */
+  #runNow(): Promise<void> | null {
     const logCommands = this.#ctx.logCommands === true && this.#ctx.onEvent !== undefined;
     while (this.#queueHead < this.#queue.length && !this.#broken) {
-      const line = this.#queue[this.#queueHead]!;
-      this.#queue[this.#queueHead++] = "";
-      this.#queuedBytes -= costOf(line);
-      if (this.#queueHead === this.#queue.length) {
-        this.#queue.length = 0;
-        this.#queueHead = 0;
-      } else if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
-        this.#queue.splice(0, this.#queueHead);
-        this.#queueHead = 0;
+      const line = this.#next();
+      const reply = this.#execute(line);
+      if (typeof reply !== "string" || this.#quitting) return this.#process(line, reply);
+      this.#out += reply;
+      if (logCommands) this.#log(line, reply);
+      if (this.#out.length >= WRITE_CHUNK) {
+        const behind = this.#write();
+        if (behind !== null) return behind.then(() => this.#process(null, ""));
       }
-      if (this.#queuedBytes < MAX_QUEUED_BYTES / 2) this.#wakeReader();
-      let reply = this.#execute(line);
+    }
+    if (this.#handedOver) {
+      // An unlock gave the key to a waiter: its grant (a few promise hops
+      // away) is written first, this reply after it; the grant is what the
+      // next hand-off waits for.
+      this.#handedOver = false;
+      return afterGrants().then(() => this.#write() ?? undefined);
+    }
+    return this.#write();
+  }
+
+  /** Goes on from `line`'s reply (pending, or `quit`'s), then runs the queue. */
+  async #process(first: SplitLine | null, firstReply: string | Promise<string>): Promise<void> {
+    const logCommands = this.#ctx.logCommands === true && this.#ctx.onEvent !== undefined;
+    let line = first;
+    let pending: string | Promise<string> = firstReply;
+    while (line !== null) {
+      let reply = pending;
       if (typeof reply !== "string") {
         // Read on while the lock waits, so that a disconnect is seen; the
         // replies before the waiting lock go now.
@@ -431,30 +517,57 @@ class SessionHandler {
       // A client that does not read its replies holds this handler here,
       // and then its reader, once the queue is full.
       if (this.#out.length >= WRITE_CHUNK) await this.#flush();
+      if (this.#queueHead >= this.#queue.length || this.#broken) break;
+      line = this.#next();
+      pending = this.#execute(line);
     }
     await this.#flush();
   }
 
   async #flush(): Promise<void> {
-    if (this.#out === "") return;
+    await this.#write();
+  }
+
+  /** Writes the replies not written yet; a promise while the socket is behind, else null. */
+  #write(): Promise<void> | null {
+    if (this.#out === "") return null;
     const out = this.#out;
     this.#out = "";
-    if (this.#broken) return;
+    if (this.#broken) return null;
+    const raw = this.#conn.raw;
+    if (raw === undefined) return this.#writeStream(out);
     try {
-      const raw = this.#conn.raw;
-      if (raw !== undefined) {
-        if (!raw.write(encodeBinary(out))) await raw.drained();
-      } else {
-        this.#writer ??= this.#conn.writable.getWriter();
-        await this.#writer.write(encodeBinary(out));
-      }
+      const fixed = this.#fixed;
+      // The two commonest replies are written from bytes built once.
+      const bytes = out === fixed.acquired
+        ? fixed.acquiredBytes
+        : out === fixed.released
+        ? fixed.releasedBytes
+        : encodeBinary(out);
+      if (raw.write(bytes)) return null;
+      return raw.drained().catch(() => this.#fail());
     } catch {
-      this.#broken = true;
-      this.#queue = [];
-      this.#queueHead = 0;
-      this.#queuedBytes = 0;
-      this.#wakeReader();
+      this.#fail();
+      return null;
     }
+  }
+
+  async #writeStream(out: string): Promise<void> {
+    try {
+      this.#writer ??= this.#conn.writable.getWriter();
+      await this.#writer.write(encodeBinary(out));
+    } catch {
+      this.#fail();
+    }
+  }
+
+  /** A write failed: nothing more is written, and what is read is dropped. */
+  #fail(): void {
+    this.#broken = true;
+    this.#queue = [];
+    this.#queueHead = 0;
+    this.#queuedBytes = 0;
+    this.#wakeReader();
   }
 
   #log(line: SplitLine, reply: string): void {
@@ -491,9 +604,25 @@ class SessionHandler {
   /** Runs one command; its reply now, or a pending reply (a waiting lock). */
   #execute(line: SplitLine): string | Promise<string> {
     const { replies, table } = this.#ctx;
-    const eol = this.#eol;
+    const eol = this.#fixed.eol;
     const first = this.#commands++ === 0;
     if (line === OVERLONG_LINE) return replies.lineTooLong + eol;
+    // The commonest commands, `lock KEY [WAIT]` and `unlock KEY`, without
+    // splitting the line into an array.
+    const space = line.indexOf(" ");
+    if (space === 4 || space === 6) {
+      const end = line.indexOf(" ", space + 1);
+      const last = end === -1 ? line.length : end;
+      if (last > space + 1 && (end === -1 || line.indexOf(" ", end + 1) === -1)) {
+        const key = line.slice(space + 1, last);
+        if (space === 4 && line.startsWith("lock")) {
+          if (end === -1) return this.#lock(key, null, undefined);
+          if (end + 1 < line.length) return this.#lock(key, null, line.slice(end + 1));
+        } else if (space === 6 && end === -1 && line.startsWith("unlock")) {
+          return this.#unlock(key);
+        }
+      }
+    }
     const words = line.split(" ");
     const command = words[0]!;
     const argc = words.length - 1;
@@ -504,14 +633,7 @@ class SessionHandler {
         if (argc === 1 || argc === 2) return this.#lock(words[1]!, null, words[2]);
         break;
       case "unlock":
-        if (argc === 1) {
-          const result = table.unlock(session, words[1]!);
-          if (result.kind === "released") return this.#releasedReply;
-          if (result.kind === "not_yours" && this.#tooLarge(result.holders, null)) {
-            return this.#tooLargeReply;
-          }
-          return replies.unlock(result) + eol;
-        }
+        if (argc === 1) return this.#unlock(words[1]!);
         break;
       case "lock_value":
         if (replies.hasValueLocks && (argc === 2 || argc === 3)) {
@@ -563,7 +685,7 @@ class SessionHandler {
       }
       case "debug":
         if (!replies.hasDebug || argc !== 0) break;
-        return debugReply(table, eol, this.#ctx.maxReplyBytes) ?? this.#tooLargeReply;
+        return debugReply(table, eol, this.#ctx.maxReplyBytes) ?? this.#fixed.tooLarge;
       case "quit":
         if (argc !== 0) break;
         // The original server closes the connection (locks then follow the
@@ -575,12 +697,26 @@ class SessionHandler {
     return replies.unknown(command) + eol;
   }
 
+  #unlock(key: string): string {
+    const table = this.#ctx.table;
+    const waiting = table.waitingCount;
+    const result = table.unlock(this.#session, key);
+    if (result.kind === "released") {
+      if (table.waitingCount < waiting) this.#handedOver = true;
+      return this.#fixed.released;
+    }
+    if (result.kind === "not_yours" && this.#tooLarge(result.holders, null)) {
+      return this.#fixed.tooLarge;
+    }
+    return this.#ctx.replies.unlock(result) + this.#fixed.eol;
+  }
+
   #lock(key: string, value: string | null, wait: string | undefined): string | Promise<string> {
     const { replies, table } = this.#ctx;
     let seconds = 0;
     if (wait !== undefined) {
       const parsed = parseWhole(wait, MAX_WAIT_SECONDS);
-      if (parsed === null) return replies.badNumber(wait) + this.#eol;
+      if (parsed === null) return replies.badNumber(wait) + this.#fixed.eol;
       seconds = parsed;
     }
     // Once the client has gone, nothing may wait on its behalf.
@@ -595,15 +731,15 @@ class SessionHandler {
   #lockReply(result: LockResult): string {
     switch (result.kind) {
       case "acquired":
-        return this.#acquiredReply;
+        return this.#fixed.acquired;
       case "unavailable":
-        if (this.#tooLarge(result.holders, result.value)) return this.#tooLargeReply;
+        if (this.#tooLarge(result.holders, result.value)) return this.#fixed.tooLarge;
         break;
       case "deadlock":
-        if (result.path.length > this.#ctx.maxReplyBytes) return this.#tooLargeReply;
+        if (result.path.length > this.#ctx.maxReplyBytes) return this.#fixed.tooLarge;
         break;
     }
-    return this.#ctx.replies.lock(result) + this.#eol;
+    return this.#ctx.replies.lock(result) + this.#fixed.eol;
   }
 
   /** Whether a reply listing `holders` (`#ID, #ID (VALUE)`) would be longer than allowed. */
@@ -618,6 +754,14 @@ class SessionHandler {
     }
     return false;
   }
+}
+
+/** Resolves after the promise hops of a grant's reply (table promise, lockReply, the handler's await). */
+async function afterGrants(): Promise<void> {
+  await null;
+  await null;
+  await null;
+  await null;
 }
 
 function parseWhole(text: string, max: number): number | null {

@@ -108,42 +108,74 @@ export const listenBun: Listen = (options, onConnection) => {
 
 function bunConnection(socket: BunSocket, state: BunConnectionState): ServerConnection {
   socket.setNoDelay(true);
-  const { streams } = state;
-  let made: ReturnType<typeof bunSocketStreams> | null = null;
-  const raw: RawServerSocket = {
-    start(onData, onEnd) {
-      state.onData = onData;
-      state.onEnd = onEnd;
-      if (streams.closed) onEnd();
-    },
-    write(bytes) {
-      if (streams.closed) throw new Error("socket closed");
-      const n = socket.write(bytes);
-      if (n === bytes.length) return true;
-      if (n < 0) throw new Error("socket closed");
-      // The rest goes on `drain` (bunSocketEvents.drain), which settles `written`.
-      streams.unsent = bytes.subarray(n);
-      return false;
-    },
-    drained: () =>
-      streams.unsent === null
-        ? Promise.resolve()
-        : new Promise<void>((resolve, reject) => streams.written = { resolve, reject }),
-    pause: () => socket.pause(),
-    resume: () => socket.resume(),
-  };
-  return {
-    get readable() {
-      return (made ??= bunSocketStreams(socket, streams)).readable;
-    },
-    get writable() {
-      return (made ??= bunSocketStreams(socket, streams)).writable;
-    },
-    raw,
-    remoteAddress: typeof socket.remotePort === "number"
+  return new BunServerConnection(socket, state);
+}
+
+/** One connection, its socket's callbacks and the handler's side; methods shared, no closures per connection. */
+class BunServerConnection implements ServerConnection, RawServerSocket {
+  readonly #socket: BunSocket;
+  readonly #state: BunConnectionState;
+  #made: ReturnType<typeof bunSocketStreams> | null = null;
+
+  constructor(socket: BunSocket, state: BunConnectionState) {
+    this.#socket = socket;
+    this.#state = state;
+    this.remoteAddress = typeof socket.remotePort === "number"
       ? `${socket.remoteAddress}:${socket.remotePort}`
-      : socket.remoteAddress,
-    close: () => socket.end(),
-    abort: () => socket.terminate(),
-  };
+      : socket.remoteAddress;
+  }
+
+  get raw(): RawServerSocket {
+    return this;
+  }
+
+  readonly remoteAddress: string;
+
+  get readable(): ReadableStream<Uint8Array> {
+    return (this.#made ??= bunSocketStreams(this.#socket, this.#state.streams)).readable;
+  }
+
+  get writable(): WritableStream<Uint8Array> {
+    return (this.#made ??= bunSocketStreams(this.#socket, this.#state.streams)).writable;
+  }
+
+  start(onData: (chunk: Uint8Array) => void, onEnd: () => void): void {
+    this.#state.onData = onData;
+    this.#state.onEnd = onEnd;
+    if (this.#state.streams.closed) onEnd();
+  }
+
+  write(bytes: Uint8Array): boolean {
+    const streams = this.#state.streams;
+    if (streams.closed) throw new Error("socket closed");
+    const n = this.#socket.write(bytes);
+    if (n === bytes.length) return true;
+    if (n < 0) throw new Error("socket closed");
+    // The rest goes on `drain` (bunSocketEvents.drain), which settles `written`.
+    streams.unsent = bytes.subarray(n);
+    return false;
+  }
+
+  drained(): Promise<void> {
+    const streams = this.#state.streams;
+    return streams.unsent === null
+      ? Promise.resolve()
+      : new Promise<void>((resolve, reject) => streams.written = { resolve, reject });
+  }
+
+  pause(): void {
+    this.#socket.pause();
+  }
+
+  resume(): void {
+    this.#socket.resume();
+  }
+
+  close(): void {
+    this.#socket.end();
+  }
+
+  abort(): void {
+    this.#socket.terminate();
+  }
 }

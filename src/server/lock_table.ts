@@ -58,7 +58,13 @@ export interface Waiter {
   readonly state: KeyState;
   /** `null` for an exclusive lock. */
   readonly value: string | null;
-  readonly timer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * When the wait ends unanswered (`performance.now()` ms). The table keeps
+   * every deadline in one heap under one timer, not a timer per wait.
+   */
+  readonly deadline: number;
+  /** Still queued: not granted, timed out nor withdrawn. */
+  queued: boolean;
   readonly settle: (result: LockResult) => void;
 }
 
@@ -70,7 +76,8 @@ export interface KeyState {
   /** Holders in the order they got the lock. */
   readonly holders: Set<Session>;
   /** Waiters, first come first served. */
-  readonly queue: Waiter[];
+  /** Waiters in order; one shared empty (frozen) array while nobody waits. */
+  queue: Waiter[];
 }
 
 /** Outcome of a lock request. */
@@ -146,6 +153,10 @@ export interface LockTableOptions {
   graceMs?: number;
 }
 
+/** The queue of every key nobody waits for (a lock costs no array of its own). */
+const NO_WAITERS: Waiter[] = Object.freeze([]) as unknown as Waiter[];
+const RELEASED: UnlockResult = Object.freeze({ kind: "released" });
+const NOT_LOCKED: UnlockResult = Object.freeze({ kind: "not_locked" });
 const ACQUIRED: LockResult = Object.freeze({ kind: "acquired" });
 const CONFLICT: LockResult = Object.freeze({ kind: "conflict" });
 const GRACE: LockResult = Object.freeze({ kind: "grace" });
@@ -188,6 +199,13 @@ export class LockTable {
   readonly #reached: Session[] = [];
   readonly #from: number[] = [];
   readonly #stack: number[] = [];
+  /** Queued waiters by deadline (a binary min-heap); ones no longer queued are dropped lazily. */
+  readonly #deadlines: Waiter[] = [];
+  /** Waiters in `#deadlines` that are no longer queued. */
+  #deadWaits = 0;
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
+  /** The deadline `#deadlineTimer` is set for. */
+  #timerAt = Infinity;
 
   constructor(options: LockTableOptions = {}) {
     this.#sequential = options.sequentialIds ?? false;
@@ -263,13 +281,13 @@ export class LockTable {
     if (session.held.size >= this.#maxHeld) return this.#heldLimit;
     if (state === undefined) {
       if (this.#grace === undefined) {
-        state = { key, value, holders: new Set(), queue: [] };
+        state = { key, value, holders: new Set(), queue: NO_WAITERS };
         this.keys.set(key, state);
         this.#grant(state, session);
         return ACQUIRED;
       }
       if (waitMs <= 0) return GRACE;
-      state = { key, value, holders: new Set(), queue: [] };
+      state = { key, value, holders: new Set(), queue: NO_WAITERS };
       this.keys.set(key, state);
     } else if (
       this.#grace === undefined &&
@@ -296,13 +314,12 @@ export class LockTable {
         key,
         state: queued,
         value,
-        timer: setTimeout(() => {
-          this.#leaveQueue(waiter);
-          resolve(this.#unavailable(queued));
-        }, Math.min(waitMs, MAX_WAIT_MS)),
+        deadline: performance.now() + Math.min(waitMs, MAX_WAIT_MS),
+        queued: true,
         settle: resolve,
       };
       this.#enqueue(queued, waiter);
+      this.#addDeadline(waiter);
     });
   }
 
@@ -310,13 +327,13 @@ export class LockTable {
   unlock(session: Session, key: string): UnlockResult {
     const state = this.keys.get(key);
     if (state === undefined || state.holders.size === 0) {
-      return { kind: "not_locked" };
+      return NOT_LOCKED;
     }
     if (!state.holders.has(session)) {
       return { kind: "not_yours", holders: ids(state.holders) };
     }
     this.#release(state, session);
-    return { kind: "released" };
+    return RELEASED;
   }
 
   /**
@@ -432,10 +449,14 @@ export class LockTable {
     const waiters: Waiter[] = [];
     for (const state of this.keys.values()) {
       for (const waiter of state.queue) waiters.push(waiter);
-      state.queue.length = 0;
+      state.queue = NO_WAITERS;
     }
+    clearTimeout(this.#deadlineTimer);
+    this.#deadlineTimer = undefined;
+    this.#deadlines.length = 0;
+    this.#deadWaits = 0;
     for (const waiter of waiters) {
-      clearTimeout(waiter.timer);
+      waiter.queued = false;
       waiter.session.waiting = null;
       waiter.settle(
         waiter.state.holders.size === 0 ? NOBODY : this.#unavailable(waiter.state),
@@ -472,6 +493,7 @@ export class LockTable {
 
   #enqueue(state: KeyState, waiter: Waiter): void {
     if (state.queue.length === 0) { for (const holder of state.holders) holder.contested++; }
+    if (state.queue === NO_WAITERS) state.queue = [];
     state.queue.push(waiter);
     waiter.session.waiting = waiter;
     this.#waiting++;
@@ -482,11 +504,14 @@ export class LockTable {
     if (index === 0) state.queue.shift();
     else state.queue.splice(index, 1);
     this.#waiting--;
-    if (state.queue.length === 0) { for (const holder of state.holders) holder.contested--; }
+    if (state.queue.length === 0) {
+      state.queue = NO_WAITERS;
+      for (const holder of state.holders) holder.contested--;
+    }
   }
 
   #leaveQueue(waiter: Waiter): void {
-    clearTimeout(waiter.timer);
+    this.#retire(waiter);
     if (waiter.session.waiting === waiter) waiter.session.waiting = null;
     const state = waiter.state;
     const i = state.queue.indexOf(waiter);
@@ -518,6 +543,7 @@ export class LockTable {
           else queue[kept++] = waiter;
         }
         queue.length = kept;
+        if (kept === 0) state.queue = NO_WAITERS;
         this.#waiting -= granted.length;
         if (kept === 0) { for (const holder of state.holders) holder.contested--; }
         for (const waiter of granted) this.#handOver(state, waiter);
@@ -530,10 +556,96 @@ export class LockTable {
 
   /** Grants `state` to `waiter`, already out of the queue. */
   #handOver(state: KeyState, waiter: Waiter): void {
-    clearTimeout(waiter.timer);
+    this.#retire(waiter);
     waiter.session.waiting = null;
     this.#grant(state, waiter.session);
     waiter.settle(ACQUIRED);
+  }
+
+  #addDeadline(waiter: Waiter): void {
+    const heap = this.#deadlines;
+    let i = heap.length;
+    heap.push(waiter);
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (heap[parent]!.deadline <= waiter.deadline) break;
+      heap[i] = heap[parent]!;
+      i = parent;
+    }
+    heap[i] = waiter;
+    if (waiter.deadline < this.#timerAt) this.#armDeadline(waiter.deadline);
+  }
+
+  #armDeadline(at: number): void {
+    clearTimeout(this.#deadlineTimer);
+    this.#timerAt = at;
+    this.#deadlineTimer = setTimeout(
+      () => this.#expire(),
+      Math.max(1, Math.ceil(at - performance.now())),
+    );
+  }
+
+  /** Answers every wait whose deadline has passed, and sets the timer for the next one. */
+  #expire(): void {
+    this.#deadlineTimer = undefined;
+    this.#timerAt = Infinity;
+    const heap = this.#deadlines;
+    const now = performance.now();
+    while (heap.length > 0) {
+      const top = heap[0]!;
+      if (top.queued && top.deadline > now) break;
+      this.#popDeadline();
+      if (!top.queued) {
+        this.#deadWaits--;
+        continue;
+      }
+      // Out of the heap already: #retire must not count it there.
+      top.queued = false;
+      this.#leaveQueue(top);
+      top.settle(this.#unavailable(top.state));
+    }
+    if (heap.length > 0) this.#armDeadline(heap[0]!.deadline);
+  }
+
+  #popDeadline(): void {
+    const heap = this.#deadlines;
+    const last = heap.pop()!;
+    if (heap.length === 0) return;
+    let i = 0;
+    for (;;) {
+      const left = 2 * i + 1;
+      if (left >= heap.length) break;
+      const right = left + 1;
+      const child = right < heap.length && heap[right]!.deadline < heap[left]!.deadline
+        ? right
+        : left;
+      if (heap[child]!.deadline >= last.deadline) break;
+      heap[i] = heap[child]!;
+      i = child;
+    }
+    heap[i] = last;
+  }
+
+  /** `waiter` leaves the queue: its deadline no longer counts (dropped from the heap lazily). */
+  #retire(waiter: Waiter): void {
+    if (!waiter.queued) return;
+    waiter.queued = false;
+    const heap = this.#deadlines;
+    if (++this.#deadWaits === heap.length) {
+      // Nothing waits: forget every deadline (and what they reach) at once.
+      heap.length = 0;
+      this.#deadWaits = 0;
+      clearTimeout(this.#deadlineTimer);
+      this.#deadlineTimer = undefined;
+      this.#timerAt = Infinity;
+    } else if (this.#deadWaits > 64 && this.#deadWaits * 2 > heap.length) {
+      // Mostly dead: keep the live ones (sorted is a heap).
+      let kept = 0;
+      for (const w of heap) if (w.queued) heap[kept++] = w;
+      heap.length = kept;
+      heap.sort((a, b) => a.deadline - b.deadline);
+      this.#deadWaits = 0;
+    }
   }
 
   #unavailable(state: KeyState): LockResult {
