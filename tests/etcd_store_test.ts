@@ -1,0 +1,206 @@
+/**
+ * The etcd store (src/server/etcd): two stores on one etcd behave as the two
+ * servers of one table. Real etcd members (tests/support/etcd.ts; the test
+ * fails when etcd is not installed), no mocks: a killed server is the
+ * store's `abandon()` fault injection (its keepalives stop, it never writes
+ * again). Outcomes are asserted, never durations.
+ *
+ * @module
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { EtcdStore, type EtcdStoreOptions } from "../src/server/etcd/store.ts";
+import { StoreUnavailableError } from "../src/server/store.ts";
+import type { LockResult } from "../src/server/lock_table.ts";
+import { type EtcdCluster, startEtcd } from "./support/etcd.ts";
+import { until } from "./support/wait.ts";
+
+/** Two servers' stores (`a`, `b`) on one etcd; closed on dispose. */
+async function servers(
+  etcd: EtcdCluster,
+  options: Partial<EtcdStoreOptions> = {},
+): Promise<{ a: EtcdStore; b: EtcdStore } & AsyncDisposable> {
+  const a = await EtcdStore.connect({ endpoints: etcd.endpoints, ...options });
+  const b = await EtcdStore.connect({ endpoints: etcd.endpoints, ...options });
+  return {
+    a,
+    b,
+    async [Symbol.asyncDispose]() {
+      await a.close();
+      await b.close();
+    },
+  };
+}
+
+const acquired = (r: LockResult) => r.kind === "acquired";
+
+test("etcd store: a key held through A is refused through B, and freed by its unlock", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const sa = await a.createSession();
+  const sb = await b.createSession();
+  assert.deepEqual(await a.lock(sa, "k", null, 0), { kind: "acquired" });
+  assert.deepEqual(await b.lock(sb, "k", null, 0), {
+    kind: "unavailable",
+    holders: [sa.id],
+    value: null,
+  });
+  assert.deepEqual(await b.unlock(sb, "k"), { kind: "not_yours", holders: [sa.id] });
+  assert.deepEqual(await a.lock(sa, "k", null, 0), { kind: "acquired" }, "re-entrant");
+  assert.deepEqual(await a.unlock(sa, "k"), { kind: "released" });
+  assert.deepEqual(await a.unlock(sa, "k"), { kind: "not_locked" });
+  assert.deepEqual(await b.lock(sb, "k", null, 0), { kind: "acquired" });
+  assert.deepEqual(await b.stats(), { clients: 2, locks: 1 });
+  assert.deepEqual(await a.stats(), { clients: 2, locks: 1 }, "stats show the whole table");
+  const debug = await a.debug();
+  assert.deepEqual(debug.locks, [{ key: "k", holders: [sb.id], value: null }]);
+  assert.deepEqual(debug.sessions.map((s) => s.id).sort(), [sa.id, sb.id].sort());
+  await b.unlockAll(sb);
+  assert.deepEqual(await a.stats(), { clients: 2, locks: 0 });
+});
+
+test("etcd store: waiters across servers are served first come, first served", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const holder = await a.createSession();
+  assert.ok(acquired(await a.lock(holder, "hot", null, 0)));
+  const order: string[] = [];
+  const waiters = [];
+  const names = ["b1", "a2", "b3", "a4"];
+  const sessions = [];
+  for (const name of names) {
+    const store = name.startsWith("a") ? a : b;
+    const s = await store.createSession();
+    sessions.push(s);
+    // Queued in this order: each lock() resolves its enqueue before the next starts.
+    const pending = store.lock(s, "hot", null, 60_000);
+    waiters.push(pending.then(async (r) => {
+      assert.ok(acquired(r), `${name} granted`);
+      order.push(name);
+      assert.deepEqual(await store.unlock(s, "hot"), { kind: "released" });
+    }));
+    await until(
+      async () => (await a.debug()).requests.length === order.length + waiters.length,
+      `${name} queued`,
+      10_000,
+    );
+  }
+  assert.deepEqual((await b.debug()).requests.map((r) => r.session), sessions.map((s) => s.id));
+  assert.deepEqual(await a.unlock(holder, "hot"), { kind: "released" });
+  await Promise.all(waiters);
+  assert.deepEqual(order, names);
+});
+
+test("etcd store: a session resumes on B after its connection to A dropped, with its locks", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const s = await a.createSession();
+  assert.ok(acquired(await a.lock(s, "k1", null, 0)));
+  assert.ok(acquired(await a.lock(s, "k2", null, 0)));
+  const token = await a.fence(s, "k1");
+  const fresh = await b.createSession();
+  assert.equal((await b.resume(fresh, s.secret)).result, "active", "still connected to A");
+  assert.equal((await b.resume(fresh, s.id)).result, "unknown", "a public name never resumes");
+  await a.disconnect(s);
+  const { result, session } = await b.resume(fresh, s.secret);
+  assert.equal(result, "resumed");
+  assert.equal(session.id, s.id);
+  assert.deepEqual([...session.held.keys()].sort(), ["k1", "k2"]);
+  assert.equal(await b.fence(session, "k1"), token, "same grant, same token");
+  const other = await a.createSession();
+  assert.equal((await a.lock(other, "k1", null, 0)).kind, "unavailable");
+  assert.equal((await a.resume(other, s.secret)).result, "active", "now connected to B");
+  assert.deepEqual(await b.unlock(session, "k1"), { kind: "released" });
+  assert.ok(acquired(await a.lock(other, "k1", null, 0)));
+  // A's release timer of the old connection must not end the resumed session.
+  assert.equal((await a.lock(other, "k2", null, 0)).kind, "unavailable");
+});
+
+test("etcd store: a dropped session's locks go after its release timeout (0: at once)", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const s = await a.createSession();
+  await a.setReleaseTimeout(s, 1000);
+  assert.ok(acquired(await a.lock(s, "k", null, 0)));
+  await a.disconnect(s);
+  const w = await b.createSession();
+  assert.ok(acquired(await b.lock(w, "k", null, 60_000)), "granted once the timeout passed");
+  const late = await b.createSession();
+  assert.equal((await b.resume(late, s.secret)).result, "unknown", "the session is gone");
+
+  const z = await a.createSession();
+  await a.setReleaseTimeout(z, 0);
+  assert.ok(acquired(await a.lock(z, "z", null, 0)));
+  await a.disconnect(z);
+  assert.ok(acquired(await b.lock(w, "z", null, 0)), "release timeout 0: gone at once");
+  assert.deepEqual(await b.stats(), { clients: 2, locks: 2 });
+});
+
+test("etcd store: fence tokens grow across grants and servers", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const sa = await a.createSession();
+  const sb = await b.createSession();
+  const tokens: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    for (const [store, s] of [[a, sa], [b, sb]] as const) {
+      assert.ok(acquired(await store.lock(s, "f", null, 10_000)));
+      tokens.push((await store.fence(s, "f"))!);
+      assert.equal(await store.fence(s, "other"), null);
+      await store.unlock(s, "f");
+    }
+  }
+  for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `${tokens}`);
+  assert.equal(await a.fence(sa, "f"), null, "not held");
+});
+
+test("etcd store: a killed server's sessions lose their locks after their release timeout", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const s = await a.createSession();
+  await a.setReleaseTimeout(s, 1000);
+  assert.ok(acquired(await a.lock(s, "k", null, 0)));
+  const keep = await b.createSession();
+  assert.ok(acquired(await b.lock(keep, "mine", null, 0)));
+  await a.abandon(); // as if killed: no more keepalives, nothing written
+  const w = await b.createSession();
+  assert.ok(acquired(await b.lock(w, "k", null, 60_000)), "granted once the lease ran out");
+  assert.equal((await b.lock(w, "mine", null, 0)).kind, "unavailable", "B's own session untouched");
+  const late = await b.createSession();
+  assert.equal((await b.resume(late, s.secret)).result, "unknown");
+});
+
+test("etcd store: without a quorum nothing is granted and the error is reported; it resumes", async () => {
+  await using etcd = await startEtcd(3);
+  await using pair = await servers(etcd, { timeoutMs: 1000 });
+  const { a } = pair;
+  const s = await a.createSession();
+  assert.ok(acquired(await a.lock(s, "before", null, 0)));
+  await etcd.kill(1);
+  await etcd.kill(2);
+  await assert.rejects(a.lock(s, "k", null, 0), StoreUnavailableError);
+  await assert.rejects(a.stats(), StoreUnavailableError);
+  await etcd.restart(1);
+  await until(
+    async () => {
+      try {
+        return acquired(await a.lock(s, "k", null, 0));
+      } catch (e) {
+        if (e instanceof StoreUnavailableError) return false;
+        throw e;
+      }
+    },
+    "a grant once the quorum is back",
+    30_000,
+  );
+  const t = await a.stats();
+  assert.equal(t.clients, 1);
+  assert.ok(t.locks === 2, `locks ${t.locks}`);
+});
