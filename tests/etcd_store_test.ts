@@ -204,3 +204,57 @@ test("etcd store: without a quorum nothing is granted and the error is reported;
   assert.equal(t.clients, 1);
   assert.ok(t.locks === 2, `locks ${t.locks}`);
 });
+
+test("etcd store: value locks are shared by one value across servers, queued FIFO", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const [s1, s3] = [await a.createSession(), await a.createSession()];
+  const [s2, s4] = [await b.createSession(), await b.createSession()];
+  assert.ok(acquired(await a.lock(s1, "v", "read", 0)));
+  assert.ok(acquired(await b.lock(s2, "v", "read", 0)), "same value: shared");
+  assert.ok(acquired(await b.lock(s2, "v", "read", 0)), "re-entrant");
+  assert.deepEqual(await a.lock(s3, "v", "write", 0), {
+    kind: "unavailable",
+    holders: [s1.id, s2.id],
+    value: "read",
+  });
+  assert.deepEqual(await a.lock(s3, "v", null, 0), { kind: "conflict" }, "other mode");
+  assert.deepEqual(await a.lock(s1, "x", null, 0), { kind: "acquired" });
+  assert.deepEqual(await b.lock(s2, "x", "read", 0), { kind: "conflict" });
+  assert.deepEqual(await b.stats(), { clients: 4, locks: 2 });
+  assert.deepEqual((await b.debug()).locks.find((l) => l.key === "v"), {
+    key: "v",
+    holders: [s1.id, s2.id],
+    value: "read",
+  });
+  const order: string[] = [];
+  const w3 = a.lock(s3, "v", "write", 60_000).then((r) => {
+    assert.ok(acquired(r));
+    order.push("s3");
+  });
+  await until(async () => (await a.debug()).requests.length === 1, "s3 queued", 10_000);
+  // s4 wants the value held now, but s3 is queued first: s4 queues behind it.
+  const w4 = b.lock(s4, "v", "read", 60_000).then((r) => {
+    assert.ok(acquired(r));
+    order.push("s4");
+  });
+  await until(async () => (await a.debug()).requests.length === 2, "s4 queued", 10_000);
+  assert.deepEqual(await a.unlock(s1, "v"), { kind: "released" });
+  assert.deepEqual(await b.unlock(s4, "v"), { kind: "not_yours", holders: [s2.id] });
+  await b.unlockAll(s2);
+  await w3;
+  assert.deepEqual(order, ["s3"]);
+  assert.equal(await a.fence(s3, "v") !== null, true);
+  assert.deepEqual(await a.unlock(s3, "v"), { kind: "released" });
+  await w4;
+  assert.deepEqual(order, ["s3", "s4"]);
+  // A resume on the other server keeps the value lock.
+  await b.disconnect(s4);
+  const fresh = await a.createSession();
+  const { result, session } = await a.resume(fresh, s4.secret);
+  assert.equal(result, "resumed");
+  assert.equal(session.values.get("v"), "read");
+  assert.deepEqual(await a.unlock(session, "v"), { kind: "released" });
+  assert.deepEqual(await a.stats(), { clients: 4, locks: 1 });
+});

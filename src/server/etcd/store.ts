@@ -18,6 +18,9 @@
  * - `o/SECRET/KEY`: the keys a session holds (for a resume on another server).
  * - `w/LEN:KEY/SECRET`: a waiter; waiters are served in the order of their
  *   create revision.
+ * - `v/LEN:KEY/SECRET`: a value holder of KEY (value lock); its value is the lock's value.
+ *   A value lock is granted by a read, then a transaction conditioned on no
+ *   holder and nothing created among the key's holders and waiters since.
  *
  * Every grant is one transaction conditioned on what it read: the key has no
  * holder, and (fresh lock) nobody waits, or (waiter) no waiter is older. One
@@ -26,8 +29,7 @@
  * granted from a cache. A call etcd does not answer (no quorum, timeout)
  * rejects with {@linkcode StoreUnavailableError}.
  *
- * Not on this store yet: value locks (`lock_value`), deadlock detection,
- * sequential ids, the grace period.
+ * Not on this store yet: deadlock detection, sequential ids, the grace period.
  *
  * @module
  */
@@ -72,6 +74,8 @@ export interface EtcdStoreOptions {
 /** A session of the etcd store, as this server knows it. */
 export interface EtcdSession extends StoreSession {
   readonly held: Map<string, number>;
+  /** The value of each key of `held` held as a value lock. */
+  readonly values: Map<string, string>;
   /** Lease id (a decimal string: ids go beyond 2^53). */
   lease: string;
   /** TTL of the lease, in s. */
@@ -92,6 +96,8 @@ export interface EtcdSession extends StoreSession {
 interface Wait {
   readonly session: EtcdSession;
   readonly key: string;
+  /** null for an exclusive lock. */
+  readonly value: string | null;
   /** Create revision of the waiter key. */
   readonly rev: number;
   readonly done: Promise<LockResult>;
@@ -105,7 +111,19 @@ interface Wait {
   poll: ReturnType<typeof setInterval> | undefined;
 }
 
+/** What a read of one key found. */
+interface KeyView {
+  readonly rev: number;
+  readonly holder: { n: string; s: string } | null;
+  readonly holderCreate: number;
+  /** Value holders, oldest first. */
+  readonly values: readonly { secret: string; name: string; value: string; create: number }[];
+  /** Waiters, oldest first. */
+  readonly waiters: readonly { secret: string; value: string | null; create: number }[];
+}
+
 const ACQUIRED: LockResult = Object.freeze({ kind: "acquired" });
+const CONFLICT: LockResult = Object.freeze({ kind: "conflict" });
 /** etcd's smallest lease TTL with the default election timeout, in s. */
 export const ETCD_MIN_TTL_SECONDS = 2;
 const SERVER_TTL_SECONDS = 3;
@@ -330,13 +348,14 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const events = (result.events ?? []) as Json[];
     const h = this.prefix + "h/";
     const w = this.prefix + "w/";
+    const v = this.prefix + "v/";
     for (const event of events) {
       const kv = event.kv as Json | undefined;
       const key = unb64(kv?.key);
       this.#watchRev = Math.max(this.#watchRev, Number(kv?.mod_revision ?? 0));
       let lockKey: string | null = null;
       if (key.startsWith(h)) lockKey = key.slice(h.length);
-      else if (key.startsWith(w)) {
+      else if (key.startsWith(w) || key.startsWith(v)) {
         const rest = key.slice(w.length);
         const colon = rest.indexOf(":");
         const len = Number(rest.slice(0, colon));
@@ -372,6 +391,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
   #oKey(secret: string, key: string): string {
     return this.prefix + "o/" + secret + "/" + key;
   }
+  #vPrefix(key: string): string {
+    return this.prefix + "v/" + key.length + ":" + key + "/";
+  }
   #wPrefix(key: string): string {
     return this.prefix + "w/" + key.length + ":" + key + "/";
   }
@@ -399,6 +421,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       secret,
       releaseTimeout: rt,
       held: new Map(),
+      values: new Map(),
       lease: String(grant.ID),
       ttl: Number(grant.TTL ?? ttl),
       rev: 0,
@@ -461,6 +484,51 @@ export class EtcdStore implements LockStore<EtcdSession> {
     if (this.#closed) throw new StoreUnavailableError("etcd store closed");
   }
 
+  /** Reads the whole state of `key`: its exclusive holder, value holders, waiters (oldest first). */
+  async #state(key: string): Promise<KeyView> {
+    const h = this.#hKey(key);
+    const vp = this.#vPrefix(key);
+    const wp = this.#wPrefix(key);
+    const t = await this.#txn([], [range(h), range(vp, prefixEnd(vp)), range(wp, prefixEnd(wp))]);
+    return this.#view(t.revision, t.responses[0], t.responses[1], t.responses[2], key);
+  }
+
+  #view(rev: number, h: unknown, v: unknown, w: unknown, key: string): KeyView {
+    const vp = this.#vPrefix(key);
+    const wp = this.#wPrefix(key);
+    const holderKv = kvs(h)[0];
+    const values = kvs(v).map((kv) => {
+      const secret = kv.key.slice(vp.length);
+      return { secret, name: sessionName(secret), value: kv.value, create: kv.create };
+    }).sort((a, b) => a.create - b.create);
+    const waiters = (w === undefined ? [] : kvs(w)).map((kv) => {
+      let value: string | null = null;
+      try {
+        const parsed = JSON.parse(kv.value) as { v?: unknown };
+        if (typeof parsed.v === "string") value = parsed.v;
+      } catch {
+        // exclusive
+      }
+      return { secret: kv.key.slice(wp.length), value, create: kv.create };
+    }).sort((a, b) => a.create - b.create);
+    return {
+      rev,
+      holder: holderKv === undefined ? null : holderOf(holderKv.value),
+      holderCreate: holderKv?.create ?? 0,
+      values,
+      waiters,
+    };
+  }
+
+  #unavailable(view: KeyView): LockResult {
+    if (view.holder !== null) return { kind: "unavailable", holders: [view.holder.n], value: null };
+    return {
+      kind: "unavailable",
+      holders: view.values.map((v) => v.name),
+      value: view.values[0]?.value ?? null,
+    };
+  }
+
   async lock(
     session: EtcdSession,
     key: string,
@@ -468,16 +536,13 @@ export class EtcdStore implements LockStore<EtcdSession> {
     waitMs: number,
   ): Promise<LockResult> {
     this.#live(session);
-    if (value !== null) {
-      throw new StoreUnavailableError("value locks are not supported on the etcd store yet");
-    }
+    if (value !== null) return await this.#lockValue(session, key, value, waitMs);
+    if (session.values.has(key)) return CONFLICT;
     const h = this.#hKey(key);
     const token = session.held.get(key);
     if (token !== undefined) {
       // Re-entrant: still ours?
-      const t = await this.#txn([cmp(h, "CREATE", "EQUAL", "create_revision", token)], [], [
-        range(h),
-      ]);
+      const t = await this.#txn([cmp(h, "CREATE", "EQUAL", "create_revision", token)], []);
       if (t.succeeded) return ACQUIRED;
       session.held.delete(key);
     }
@@ -485,6 +550,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       return { kind: "limit", what: "held", limit: this.#maxHeld };
     }
     const wp = this.#wPrefix(key);
+    const vp = this.#vPrefix(key);
     const me = wp + session.secret;
     const queue = waitMs > 0;
     let t: TxnAnswer;
@@ -493,6 +559,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
         [
           cmp(h, "CREATE", "EQUAL", "create_revision", 0),
           cmpRange(wp, prefixEnd(wp), "VERSION", "EQUAL", "version", 0),
+          cmpRange(vp, prefixEnd(vp), "VERSION", "EQUAL", "version", 0),
         ],
         [
           put(h, this.#holderValue(session), session.lease),
@@ -500,12 +567,13 @@ export class EtcdStore implements LockStore<EtcdSession> {
         ],
         queue
           ? [
-            put(me, JSON.stringify({ n: session.id }), session.lease),
+            put(me, JSON.stringify({ n: session.id, v: null }), session.lease),
             range(h),
+            range(vp, prefixEnd(vp), true),
             range(me),
             range(wp, prefixEnd(wp), true),
           ]
-          : [range(h)],
+          : [range(h), range(vp, prefixEnd(vp), true)],
       );
     } catch (e) {
       if (e instanceof EtcdRequestError && e.code === 5) this.#lose(session);
@@ -516,13 +584,20 @@ export class EtcdStore implements LockStore<EtcdSession> {
       session.held.set(key, t.revision);
       return ACQUIRED;
     }
-    const holder = kvs(t.responses[1 - (queue ? 0 : 1)])[0];
+    const at = queue ? 1 : 0;
+    const holder = kvs(t.responses[at])[0];
     const held = holder === undefined ? null : holderOf(holder.value);
+    const rev = queue ? kvs(t.responses[3])[0]?.create ?? t.revision : 0;
     if (held !== null && held.s === session.secret) {
       // A grant whose answer was lost earlier: it is ours.
       session.held.set(key, holder!.create);
-      if (queue) this.#chore(this.#deleteWaiter(me, kvs(t.responses[2])[0]?.create ?? 0));
+      if (queue) await this.#deleteWaiter(me, rev).catch(() => {});
       return ACQUIRED;
+    }
+    if (count(t.responses[at + 1]) > 0) {
+      // Held in the other mode (value locks).
+      if (queue) await this.#deleteWaiter(me, rev).catch(() => {});
+      return CONFLICT;
     }
     const unavailable: LockResult = {
       kind: "unavailable",
@@ -530,17 +605,94 @@ export class EtcdStore implements LockStore<EtcdSession> {
       value: null,
     };
     if (!queue) return unavailable;
-    const rev = kvs(t.responses[2])[0]?.create ?? t.revision;
-    if (count(t.responses[3]) > this.#maxWaiters) {
+    if (count(t.responses[4]) > this.#maxWaiters) {
       await this.#deleteWaiter(me, rev).catch(() => {});
       return { kind: "limit", what: "waiters", limit: this.#maxWaiters };
     }
-    return this.#wait(session, key, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
+    return this.#wait(session, key, null, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
+  }
+
+  /**
+   * A value lock: read the key, decide as the memory table would, then
+   * commit conditioned on nothing having been created in the key's ranges
+   * since the read (deletions only ever free a key).
+   */
+  async #lockValue(
+    session: EtcdSession,
+    key: string,
+    value: string,
+    waitMs: number,
+  ): Promise<LockResult> {
+    if (session.held.has(key) && !session.values.has(key)) return CONFLICT;
+    const vp = this.#vPrefix(key);
+    const wp = this.#wPrefix(key);
+    let view: KeyView | null = null;
+    for (let attempt = 0; attempt < 8; attempt++) {
+      view = await this.#state(key);
+      if (view.holder !== null) return CONFLICT;
+      const mine = view.values.find((v) => v.secret === session.secret);
+      if (mine !== undefined) {
+        if (mine.value !== value) return this.#unavailable(view);
+        session.held.set(key, mine.create);
+        session.values.set(key, value);
+        return ACQUIRED;
+      }
+      session.held.delete(key);
+      session.values.delete(key);
+      if (session.held.size >= this.#maxHeld) {
+        return { kind: "limit", what: "held", limit: this.#maxHeld };
+      }
+      const group = view.values[0]?.value;
+      if ((group === undefined || group === value) && view.waiters.length === 0) {
+        let t: TxnAnswer;
+        try {
+          t = await this.#txn(this.#unchanged(key, view.rev), [
+            put(vp + session.secret, value, session.lease),
+            put(this.#oKey(session.secret, key), "v:" + value, session.lease),
+          ]);
+        } catch (e) {
+          session.uncertain = true;
+          throw wrap(e);
+        }
+        if (t.succeeded) {
+          session.held.set(key, t.revision);
+          session.values.set(key, value);
+          return ACQUIRED;
+        }
+        continue; // something changed: read again
+      }
+      break;
+    }
+    if (waitMs <= 0 || view === null) return this.#unavailable(view!);
+    const me = wp + session.secret;
+    const t = await this.#txn([], [
+      put(me, JSON.stringify({ n: session.id, v: value }), session.lease),
+      range(me),
+      range(wp, prefixEnd(wp), true),
+    ]);
+    const rev = kvs(t.responses[1])[0]?.create ?? t.revision;
+    if (count(t.responses[2]) > this.#maxWaiters) {
+      await this.#deleteWaiter(me, rev).catch(() => {});
+      return { kind: "limit", what: "waiters", limit: this.#maxWaiters };
+    }
+    return this.#wait(session, key, value, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
+  }
+
+  /** Compares: no exclusive holder, and nothing created among the key's value holders and waiters since `rev`. */
+  #unchanged(key: string, rev: number): Json[] {
+    const vp = this.#vPrefix(key);
+    const wp = this.#wPrefix(key);
+    return [
+      cmp(this.#hKey(key), "CREATE", "EQUAL", "create_revision", 0),
+      cmpRange(vp, prefixEnd(vp), "CREATE", "LESS", "create_revision", rev + 1),
+      cmpRange(wp, prefixEnd(wp), "CREATE", "LESS", "create_revision", rev + 1),
+    ];
   }
 
   #wait(
     session: EtcdSession,
     key: string,
+    value: string | null,
     rev: number,
     waitMs: number,
     seenAt: number,
@@ -550,6 +702,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const wait: Wait = {
       session,
       key,
+      value,
       rev,
       done,
       resolve,
@@ -567,7 +720,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     wait.timer = setTimeout(() => this.#leave(wait), waitMs);
     wait.poll = setInterval(() => this.#tryGrant(wait), POLL_MS);
     // The watch may already be past our enqueue: look now.
-    if (this.#watchRev >= seenAt) this.#tryGrant(wait);
+    if (this.#watchRev >= seenAt || value !== null) this.#tryGrant(wait);
     return done;
   }
 
@@ -591,43 +744,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
       return;
     }
     wait.busy = true;
-    const { session, key, rev } = wait;
-    const h = this.#hKey(key);
-    const wp = this.#wPrefix(key);
-    const me = wp + session.secret;
-    this.#txn(
-      [
-        cmp(h, "CREATE", "EQUAL", "create_revision", 0),
-        cmpRange(wp, prefixEnd(wp), "CREATE", "GREATER", "create_revision", rev - 1),
-        cmp(me, "CREATE", "EQUAL", "create_revision", rev),
-      ],
-      [
-        put(h, this.#holderValue(session), session.lease),
-        put(this.#oKey(session.secret, key), "", session.lease),
-        del(me),
-      ],
-      [range(me), range(h)],
-    ).then((t) => {
-      if (t.succeeded) {
-        session.held.set(key, t.revision);
-        this.#finish(wait, ACQUIRED);
-        return;
-      }
-      if (kvs(t.responses[0]).length === 0) {
-        // Our waiter key is gone: granted by an attempt whose answer was lost, or our lease expired.
-        const holder = kvs(t.responses[1])[0];
-        const held = holder === undefined ? null : holderOf(holder.value);
-        if (held !== null && held.s === session.secret) {
-          session.held.set(key, holder!.create);
-          this.#finish(wait, ACQUIRED);
-        } else {
-          this.#finish(wait, {
-            kind: "unavailable",
-            holders: held === null ? [] : [held.n],
-            value: null,
-          });
-        }
-      }
+    const attempt = wait.value === null ? this.#grantExclusive(wait) : this.#grantValue(wait);
+    attempt.then((retry) => {
+      if (retry) wait.again = true;
     }, () => {
       // etcd unreachable: the poll tries again.
     }).finally(() => {
@@ -640,6 +759,80 @@ export class EtcdStore implements LockStore<EtcdSession> {
     });
   }
 
+  async #grantExclusive(wait: Wait): Promise<boolean> {
+    const { session, key, rev } = wait;
+    const h = this.#hKey(key);
+    const wp = this.#wPrefix(key);
+    const vp = this.#vPrefix(key);
+    const me = wp + session.secret;
+    const t = await this.#txn(
+      [
+        cmp(h, "CREATE", "EQUAL", "create_revision", 0),
+        cmpRange(vp, prefixEnd(vp), "VERSION", "EQUAL", "version", 0),
+        cmpRange(wp, prefixEnd(wp), "CREATE", "GREATER", "create_revision", rev - 1),
+        cmp(me, "CREATE", "EQUAL", "create_revision", rev),
+      ],
+      [
+        put(h, this.#holderValue(session), session.lease),
+        put(this.#oKey(session.secret, key), "", session.lease),
+        del(me),
+      ],
+      [range(me), range(h)],
+    );
+    if (t.succeeded) {
+      session.held.set(key, t.revision);
+      this.#finish(wait, ACQUIRED);
+    } else if (kvs(t.responses[0]).length === 0) {
+      // Our waiter key is gone: granted by an attempt whose answer was lost, or our lease expired.
+      const holder = kvs(t.responses[1])[0];
+      const held = holder === undefined ? null : holderOf(holder.value);
+      if (held !== null && held.s === session.secret) {
+        session.held.set(key, holder!.create);
+        this.#finish(wait, ACQUIRED);
+      } else {
+        this.#finish(wait, {
+          kind: "unavailable",
+          holders: held === null ? [] : [held.n],
+          value: null,
+        });
+      }
+    }
+    return false;
+  }
+
+  /** A value waiter goes when the oldest waiter wants its value and the key is free or held with it. */
+  async #grantValue(wait: Wait): Promise<boolean> {
+    const { session, key, rev } = wait;
+    const value = wait.value!;
+    const view = await this.#state(key);
+    const me = this.#wPrefix(key) + session.secret;
+    if (!view.waiters.some((w) => w.secret === session.secret)) {
+      const mine = view.values.find((v) => v.secret === session.secret);
+      if (mine !== undefined && mine.value === value) {
+        session.held.set(key, mine.create);
+        session.values.set(key, value);
+        this.#finish(wait, ACQUIRED);
+      } else this.#finish(wait, this.#unavailable(view));
+      return false;
+    }
+    const group = view.values[0]?.value;
+    if (view.holder !== null || (group !== undefined && group !== value)) return false;
+    if (view.waiters[0]!.value !== value) return false;
+    const t = await this.#txn([
+      ...this.#unchanged(key, view.rev),
+      cmp(me, "CREATE", "EQUAL", "create_revision", rev),
+    ], [
+      put(this.#vPrefix(key) + session.secret, value, session.lease),
+      put(this.#oKey(session.secret, key), "v:" + value, session.lease),
+      del(me),
+    ]);
+    if (!t.succeeded) return true; // something changed since the read: again
+    session.held.set(key, t.revision);
+    session.values.set(key, value);
+    this.#finish(wait, ACQUIRED);
+    return false;
+  }
+
   /** Withdraws `wait` (deadline, cancel): deletes its waiter key unless it was granted. */
   #leave(wait: Wait): void {
     wait.leaving = true;
@@ -649,22 +842,31 @@ export class EtcdStore implements LockStore<EtcdSession> {
     wait.busy = true;
     const { session, key, rev } = wait;
     const h = this.#hKey(key);
+    const vp = this.#vPrefix(key);
     const me = this.#wPrefix(key) + session.secret;
-    this.#txn([cmp(me, "CREATE", "EQUAL", "create_revision", rev)], [del(me), range(h)], [
+    this.#txn([cmp(me, "CREATE", "EQUAL", "create_revision", rev)], [
+      del(me),
       range(h),
-    ]).then((t) => {
-      const holder = kvs(t.responses[t.succeeded ? 1 : 0])[0];
-      const held = holder === undefined ? null : holderOf(holder.value);
-      if (!t.succeeded && held !== null && held.s === session.secret) {
-        session.held.set(key, holder!.create);
-        this.#finish(wait, ACQUIRED);
-        return;
+      range(vp, prefixEnd(vp)),
+    ], [range(h), range(vp, prefixEnd(vp))]).then((t) => {
+      const at = t.succeeded ? 1 : 0;
+      const view = this.#view(t.revision, t.responses[at], t.responses[at + 1], undefined, key);
+      if (!t.succeeded) {
+        // Our waiter key is gone: granted by an attempt whose answer was lost?
+        if (wait.value === null && view.holder?.s === session.secret) {
+          session.held.set(key, view.holderCreate);
+          this.#finish(wait, ACQUIRED);
+          return;
+        }
+        const mine = view.values.find((v) => v.secret === session.secret);
+        if (wait.value !== null && mine?.value === wait.value) {
+          session.held.set(key, mine.create);
+          session.values.set(key, wait.value);
+          this.#finish(wait, ACQUIRED);
+          return;
+        }
       }
-      this.#finish(wait, {
-        kind: "unavailable",
-        holders: held === null ? [] : [held.n],
-        value: null,
-      });
+      this.#finish(wait, this.#unavailable(view));
     }, () => {
       // etcd unreachable: answer now, delete the waiter key when etcd is back.
       session.uncertain = true;
@@ -679,72 +881,94 @@ export class EtcdStore implements LockStore<EtcdSession> {
     await this.#txn([cmp(me, "CREATE", "EQUAL", "create_revision", rev)], [del(me)]);
   }
 
+  /** The key of `session`'s hold on `key` (exclusive or value). */
+  #holdKey(session: EtcdSession, key: string, value: boolean): string {
+    return value ? this.#vPrefix(key) + session.secret : this.#hKey(key);
+  }
+
   async unlock(session: EtcdSession, key: string): Promise<UnlockResult> {
     this.#live(session);
-    const h = this.#hKey(key);
-    const o = this.#oKey(session.secret, key);
     let token = session.held.get(key);
+    let isValue = session.values.has(key);
     if (token === undefined) {
-      const t = await this.#txn([], [range(h)]);
-      const holder = kvs(t.responses[0])[0];
-      const held = holder === undefined ? null : holderOf(holder.value);
-      if (held === null) return { kind: "not_locked" };
-      if (held.s !== session.secret) return { kind: "not_yours", holders: [held.n] };
-      token = holder!.create;
+      const view = await this.#state(key);
+      const mine = view.values.find((v) => v.secret === session.secret);
+      if (view.holder?.s === session.secret) {
+        token = view.holderCreate;
+        isValue = false;
+      } else if (mine !== undefined) {
+        token = mine.create;
+        isValue = true;
+      } else if (view.holder !== null) return { kind: "not_yours", holders: [view.holder.n] };
+      else if (view.values.length > 0) {
+        return { kind: "not_yours", holders: view.values.map((v) => v.name) };
+      } else return { kind: "not_locked" };
     }
-    const t = await this.#txn([cmp(h, "CREATE", "EQUAL", "create_revision", token)], [
-      del(h),
-      del(o),
-    ], [range(h)]);
+    const hold = this.#holdKey(session, key, isValue);
+    const vp = this.#vPrefix(key);
+    const t = await this.#txn([cmp(hold, "CREATE", "EQUAL", "create_revision", token)], [
+      del(hold),
+      del(this.#oKey(session.secret, key)),
+    ], [range(this.#hKey(key)), range(vp, prefixEnd(vp))]);
     session.held.delete(key);
+    session.values.delete(key);
     if (t.succeeded) return { kind: "released" };
-    const holder = kvs(t.responses[0])[0];
-    const held = holder === undefined ? null : holderOf(holder.value);
-    return held === null ? { kind: "not_locked" } : { kind: "not_yours", holders: [held.n] };
+    const view = this.#view(t.revision, t.responses[0], t.responses[1], undefined, key);
+    if (view.holder !== null) return { kind: "not_yours", holders: [view.holder.n] };
+    if (view.values.length > 0) {
+      return { kind: "not_yours", holders: view.values.map((v) => v.name) };
+    }
+    return { kind: "not_locked" };
   }
 
   fence(session: EtcdSession, key: string): Promise<number | null> | number | null {
     const token = session.held.get(key);
     if (token === undefined || session.lost) return null;
     // Still ours in etcd? (a token is only worth what etcd says)
-    return this.#txn([cmp(this.#hKey(key), "CREATE", "EQUAL", "create_revision", token)], [])
+    const hold = this.#holdKey(session, key, session.values.has(key));
+    return this.#txn([cmp(hold, "CREATE", "EQUAL", "create_revision", token)], [])
       .then((t) => {
         if (t.succeeded) return token;
         session.held.delete(key);
+        session.values.delete(key);
         return null;
       });
   }
 
   async unlockAll(session: EtcdSession): Promise<void> {
     this.#live(session);
-    const held = new Map(session.held);
+    const held = new Map<string, [number, boolean]>();
+    for (const [k, token] of session.held) held.set(k, [token, session.values.has(k)]);
     if (session.uncertain) {
       const o = this.prefix + "o/" + session.secret + "/";
       const t = await this.#txn([], [range(o, prefixEnd(o))]);
-      for (const kv of kvs(t.responses[0])) held.set(kv.key.slice(o.length), kv.create);
+      for (const kv of kvs(t.responses[0])) {
+        held.set(kv.key.slice(o.length), [kv.create, kv.value.startsWith("v:")]);
+      }
       session.uncertain = false;
     }
     await this.#releaseAll(session, held);
   }
 
-  async #releaseAll(session: EtcdSession, held: Map<string, number>): Promise<void> {
+  async #releaseAll(session: EtcdSession, held: Map<string, [number, boolean]>): Promise<void> {
     const entries = [...held];
+    const ops = ([k, [, isValue]]: [string, [number, boolean]]) => [
+      del(this.#holdKey(session, k, isValue)),
+      del(this.#oKey(session.secret, k)),
+    ];
+    const compare = ([k, [token, isValue]]: [string, [number, boolean]]) =>
+      cmp(this.#holdKey(session, k, isValue), "CREATE", "EQUAL", "create_revision", token);
     for (let i = 0; i < entries.length; i += TXN_OPS / 2) {
       const chunk = entries.slice(i, i + TXN_OPS / 2);
-      const t = await this.#txn(
-        chunk.map(([k, token]) => cmp(this.#hKey(k), "CREATE", "EQUAL", "create_revision", token)),
-        chunk.flatMap(([k]) => [del(this.#hKey(k)), del(this.#oKey(session.secret, k))]),
-      );
+      const t = await this.#txn(chunk.map(compare), chunk.flatMap(ops));
       if (!t.succeeded) {
         // Some key is no longer ours (its lease ran out): one by one.
-        for (const [k, token] of chunk) {
-          await this.#txn([cmp(this.#hKey(k), "CREATE", "EQUAL", "create_revision", token)], [
-            del(this.#hKey(k)),
-            del(this.#oKey(session.secret, k)),
-          ]);
-        }
+        for (const entry of chunk) await this.#txn([compare(entry)], ops(entry));
       }
-      for (const [k] of chunk) session.held.delete(k);
+      for (const [k] of chunk) {
+        session.held.delete(k);
+        session.values.delete(k);
+      }
     }
   }
 
@@ -869,6 +1093,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       secret,
       releaseTimeout: v.rt,
       held: new Map(),
+      values: new Map(),
       lease: v.l,
       ttl: leaseTtl(v.rt),
       rev: kv.mod,
@@ -901,7 +1126,12 @@ export class EtcdStore implements LockStore<EtcdSession> {
     }
     target.rev = t.revision;
     target.held.clear();
-    for (const held of kvs(t.responses[1])) target.held.set(held.key.slice(o.length), held.create);
+    target.values.clear();
+    for (const held of kvs(t.responses[1])) {
+      const k = held.key.slice(o.length);
+      target.held.set(k, held.create);
+      if (held.value.startsWith("v:")) target.values.set(k, held.value.slice(2));
+    }
     this.#sessions.set(secret, target);
     // The resumed session's lease is ours to keep alive now; `current` goes.
     await this.#refresh(target).catch(() => {});
@@ -947,14 +1177,19 @@ export class EtcdStore implements LockStore<EtcdSession> {
       for (let i = 0; i < entries.length; i += TXN_OPS / 2) {
         const chunk = entries.slice(i, i + TXN_OPS / 2);
         for (const [k, token] of chunk) {
+          const value = session.values.get(k);
+          const hold = this.#holdKey(session, k, value !== undefined);
           const moved = await this.#txn(
-            [cmp(this.#hKey(k), "CREATE", "EQUAL", "create_revision", token)],
+            [cmp(hold, "CREATE", "EQUAL", "create_revision", token)],
             [
-              { request_put: { key: b64(this.#hKey(k)), ignore_value: true, lease } },
-              put(this.#oKey(session.secret, k), "", lease),
+              { request_put: { key: b64(hold), ignore_value: true, lease } },
+              put(this.#oKey(session.secret, k), value === undefined ? "" : "v:" + value, lease),
             ],
           );
-          if (!moved.succeeded) session.held.delete(k);
+          if (!moved.succeeded) {
+            session.held.delete(k);
+            session.values.delete(k);
+          }
         }
       }
       this.#chore(this.#retry(() => this.#revoke(old), 3));
@@ -968,18 +1203,27 @@ export class EtcdStore implements LockStore<EtcdSession> {
   async stats(): Promise<StoreStats> {
     const s = this.prefix + "s/";
     const h = this.prefix + "h/";
-    const t = await this.#txn([], [range(s, prefixEnd(s), true), range(h, prefixEnd(h), true)]);
-    return { clients: count(t.responses[0]), locks: count(t.responses[1]) };
+    const v = this.prefix + "v/";
+    const t = await this.#txn([], [
+      range(s, prefixEnd(s), true),
+      range(h, prefixEnd(h), true),
+      { request_range: { key: b64(v), range_end: b64(prefixEnd(v)), keys_only: true } },
+    ]);
+    // Value-locked keys: the distinct keys among the value holders.
+    const valueKeys = new Set(kvs(t.responses[2]).map((kv) => parseLenKey(kv.key.slice(v.length))));
+    return { clients: count(t.responses[0]), locks: count(t.responses[1]) + valueKeys.size };
   }
 
   async debug(): Promise<StoreDebug> {
     const s = this.prefix + "s/";
     const h = this.prefix + "h/";
     const w = this.prefix + "w/";
+    const v = this.prefix + "v/";
     const t = await this.#txn([], [
       range(s, prefixEnd(s)),
       range(h, prefixEnd(h)),
       range(w, prefixEnd(w)),
+      range(v, prefixEnd(v)),
     ]);
     const now = Date.now();
     const sessions: StoreDebug["sessions"][number][] = [];
@@ -1001,6 +1245,19 @@ export class EtcdStore implements LockStore<EtcdSession> {
       if (held !== null) {
         locks.push({ key: kv.key.slice(h.length), holders: [held.n], value: null });
       }
+    }
+    const groups = new Map<string, { holders: string[]; value: string; create: number }[]>();
+    for (const kv of kvs(t.responses[3]).sort((a, b) => a.create - b.create)) {
+      const rest = kv.key.slice(v.length);
+      const key = parseLenKey(rest);
+      const secret = rest.slice(rest.indexOf(":") + 1 + key.length + 1);
+      let list = groups.get(key);
+      if (list === undefined) groups.set(key, list = []);
+      if (list[0] === undefined) list.push({ holders: [], value: kv.value, create: kv.create });
+      list[0]!.holders.push(sessionName(secret));
+    }
+    for (const [key, [group]] of groups) {
+      locks.push({ key, holders: group!.holders, value: group!.value });
     }
     const requests = kvs(t.responses[2]).sort((a, b) => a.create - b.create).flatMap((kv) => {
       const rest = kv.key.slice(w.length);
@@ -1061,6 +1318,13 @@ export class EtcdStore implements LockStore<EtcdSession> {
     }
     await this.close();
   }
+}
+
+/** The lock key at the start of `LEN:KEY/...`. */
+function parseLenKey(rest: string): string {
+  const colon = rest.indexOf(":");
+  const len = Number(rest.slice(0, colon));
+  return rest.slice(colon + 1, colon + 1 + len);
 }
 
 function wrap(e: unknown): Error {
