@@ -258,3 +258,36 @@ test("etcd store: value locks are shared by one value across servers, queued FIF
   assert.deepEqual(await a.unlock(session, "v"), { kind: "released" });
   assert.deepEqual(await a.stats(), { clients: 4, locks: 1 });
 });
+
+test("etcd store: deadlocks are detected across servers (one answer when both close it at once)", async () => {
+  await using etcd = await startEtcd();
+  await using pair = await servers(etcd);
+  const { a, b } = pair;
+  const s1 = await a.createSession();
+  const s2 = await b.createSession();
+  assert.ok(acquired(await a.lock(s1, "k1", null, 0)));
+  assert.ok(acquired(await b.lock(s2, "k2", null, 0)));
+  const w1 = a.lock(s1, "k2", null, 60_000);
+  await until(async () => (await b.debug()).requests.length === 1, "s1 queued", 10_000);
+  const path = `#${s2.id} => k1 = #${s1.id} => k2 = #${s2.id}`;
+  assert.deepEqual(await b.lock(s2, "k1", null, 0), { kind: "deadlock", path });
+  assert.deepEqual(await b.lock(s2, "k1", null, 60_000), { kind: "deadlock", path });
+  assert.equal((await b.debug()).requests.length, 1, "the deadlocked wait is withdrawn");
+  assert.deepEqual(await b.unlock(s2, "k2"), { kind: "released" });
+  assert.ok(acquired(await w1));
+  await a.unlockAll(s1);
+
+  // Both close the cycle at once, on two servers: exactly one is told.
+  assert.ok(acquired(await a.lock(s1, "x1", null, 0)));
+  assert.ok(acquired(await b.lock(s2, "x2", null, 0)));
+  const results: [string, LockResult][] = [];
+  const p1 = a.lock(s1, "x2", null, 60_000).then((r) => results.push(["s1", r]));
+  const p2 = b.lock(s2, "x1", null, 60_000).then((r) => results.push(["s2", r]));
+  await until(() => results.length === 1, "one answer", 20_000);
+  const [who, result] = results[0]!;
+  assert.equal(result.kind, "deadlock");
+  const [store, session] = who === "s1" ? [a, s1] : [b, s2];
+  await store.unlockAll(session);
+  await Promise.all([p1, p2]);
+  assert.equal(results[1]![1].kind, "acquired", "the other one is granted");
+});

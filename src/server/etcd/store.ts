@@ -67,6 +67,8 @@ export interface EtcdStoreOptions {
   maxHeldKeys?: number;
   /** Requests that may wait for one key at once (default 100,000). */
   maxWaitersPerKey?: number;
+  /** Answer a wait that would close a cycle of waiters with a deadlock (default true). */
+  detectDeadlocks?: boolean;
   /** Called when a connected session's lease was found gone in etcd (its locks are lost). */
   onSessionLost?: (session: StoreSession) => void;
 }
@@ -235,6 +237,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
   readonly #defaultReleaseTimeout: number;
   readonly #maxHeld: number;
   readonly #maxWaiters: number;
+  readonly #detectDeadlocks: boolean;
   readonly #onSessionLost: ((session: StoreSession) => void) | undefined;
   /** Sessions this server knows, by secret. */
   readonly #sessions = new Map<string, EtcdSession>();
@@ -259,6 +262,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     this.#defaultReleaseTimeout = options.defaultReleaseTimeout ?? 30_000;
     this.#maxHeld = options.maxHeldKeys ?? 100_000;
     this.#maxWaiters = options.maxWaitersPerKey ?? 100_000;
+    this.#detectDeadlocks = options.detectDeadlocks ?? true;
     this.#onSessionLost = options.onSessionLost;
   }
 
@@ -390,6 +394,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
   }
   #oKey(secret: string, key: string): string {
     return this.prefix + "o/" + secret + "/" + key;
+  }
+  #qKey(secret: string): string {
+    return this.prefix + "q/" + secret;
   }
   #vPrefix(key: string): string {
     return this.prefix + "v/" + key.length + ":" + key + "/";
@@ -572,6 +579,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
             range(vp, prefixEnd(vp), true),
             range(me),
             range(wp, prefixEnd(wp), true),
+            put(this.#qKey(session.secret), key, session.lease),
           ]
           : [range(h), range(vp, prefixEnd(vp), true)],
       );
@@ -591,12 +599,12 @@ export class EtcdStore implements LockStore<EtcdSession> {
     if (held !== null && held.s === session.secret) {
       // A grant whose answer was lost earlier: it is ours.
       session.held.set(key, holder!.create);
-      if (queue) await this.#deleteWaiter(me, rev).catch(() => {});
+      if (queue) await this.#deleteWaiter(session, key, rev).catch(() => {});
       return ACQUIRED;
     }
     if (count(t.responses[at + 1]) > 0) {
       // Held in the other mode (value locks).
-      if (queue) await this.#deleteWaiter(me, rev).catch(() => {});
+      if (queue) await this.#deleteWaiter(session, key, rev).catch(() => {});
       return CONFLICT;
     }
     const unavailable: LockResult = {
@@ -604,9 +612,11 @@ export class EtcdStore implements LockStore<EtcdSession> {
       holders: held === null ? [] : [held.n],
       value: null,
     };
+    const deadlock = await this.#deadlock(session, key, queue ? rev : null);
+    if (deadlock !== null) return deadlock;
     if (!queue) return unavailable;
     if (count(t.responses[4]) > this.#maxWaiters) {
-      await this.#deleteWaiter(me, rev).catch(() => {});
+      await this.#deleteWaiter(session, key, rev).catch(() => {});
       return { kind: "limit", what: "waiters", limit: this.#maxWaiters };
     }
     return this.#wait(session, key, null, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
@@ -663,16 +673,21 @@ export class EtcdStore implements LockStore<EtcdSession> {
       }
       break;
     }
-    if (waitMs <= 0 || view === null) return this.#unavailable(view!);
+    if (waitMs <= 0 || view === null) {
+      return await this.#deadlock(session, key, null) ?? this.#unavailable(view!);
+    }
     const me = wp + session.secret;
     const t = await this.#txn([], [
       put(me, JSON.stringify({ n: session.id, v: value }), session.lease),
       range(me),
       range(wp, prefixEnd(wp), true),
+      put(this.#qKey(session.secret), key, session.lease),
     ]);
     const rev = kvs(t.responses[1])[0]?.create ?? t.revision;
+    const deadlock = await this.#deadlock(session, key, rev);
+    if (deadlock !== null) return deadlock;
     if (count(t.responses[2]) > this.#maxWaiters) {
-      await this.#deleteWaiter(me, rev).catch(() => {});
+      await this.#deleteWaiter(session, key, rev).catch(() => {});
       return { kind: "limit", what: "waiters", limit: this.#maxWaiters };
     }
     return this.#wait(session, key, value, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
@@ -776,6 +791,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
         put(h, this.#holderValue(session), session.lease),
         put(this.#oKey(session.secret, key), "", session.lease),
         del(me),
+        del(this.#qKey(session.secret)),
       ],
       [range(me), range(h)],
     );
@@ -825,6 +841,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       put(this.#vPrefix(key) + session.secret, value, session.lease),
       put(this.#oKey(session.secret, key), "v:" + value, session.lease),
       del(me),
+      del(this.#qKey(session.secret)),
     ]);
     if (!t.succeeded) return true; // something changed since the read: again
     session.held.set(key, t.revision);
@@ -848,6 +865,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       del(me),
       range(h),
       range(vp, prefixEnd(vp)),
+      del(this.#qKey(session.secret)),
     ], [range(h), range(vp, prefixEnd(vp))]).then((t) => {
       const at = t.succeeded ? 1 : 0;
       const view = this.#view(t.revision, t.responses[at], t.responses[at + 1], undefined, key);
@@ -870,15 +888,102 @@ export class EtcdStore implements LockStore<EtcdSession> {
     }, () => {
       // etcd unreachable: answer now, delete the waiter key when etcd is back.
       session.uncertain = true;
-      this.#chore(this.#retry(() => this.#deleteWaiter(me, rev)));
+      this.#chore(this.#retry(() => this.#deleteWaiter(session, key, rev)));
       this.#finish(wait, { kind: "unavailable", holders: [], value: null });
     }).finally(() => {
       wait.busy = false;
     });
   }
 
-  async #deleteWaiter(me: string, rev: number): Promise<void> {
-    await this.#txn([cmp(me, "CREATE", "EQUAL", "create_revision", rev)], [del(me)]);
+  async #deleteWaiter(session: EtcdSession, key: string, rev: number): Promise<void> {
+    const me = this.#wPrefix(key) + session.secret;
+    await this.#txn([cmp(me, "CREATE", "EQUAL", "create_revision", rev)], [
+      del(me),
+      del(this.#qKey(session.secret)),
+    ]);
+  }
+
+  /**
+   * Deadlock detection across servers: when `session` (which holds keys)
+   * is refused `key`, follows "held by X, X waits for Y" through etcd
+   * (`q/SECRET` says what a session waits for) back to `session`. With
+   * `myRev` (the request is queued at that revision) the cycle is answered
+   * only by its youngest waiter, which withdraws: two waits that close one
+   * cycle at once, on two servers, see it both, and exactly one of them
+   * gives up (the older one keeps waiting, and is then granted).
+   */
+  async #deadlock(
+    session: EtcdSession,
+    key: string,
+    myRev: number | null,
+  ): Promise<LockResult | null> {
+    if (!this.#detectDeadlocks || session.held.size === 0) return null;
+    interface Link {
+      name: string;
+      waitsFor: string;
+      rev: number;
+    }
+    let frontier: { key: string; chain: Link[] }[] = [{ key, chain: [] }];
+    const seen = new Set<string>();
+    let budget = 10_000;
+    try {
+      while (frontier.length > 0 && budget > 0) {
+        const next: { secret: string; name: string; chain: Link[] }[] = [];
+        for (let i = 0; i < frontier.length; i += TXN_OPS / 2) {
+          const chunk = frontier.slice(i, i + TXN_OPS / 2);
+          const t = await this.#txn(
+            [],
+            chunk.flatMap((f) => {
+              const vp = this.#vPrefix(f.key);
+              return [range(this.#hKey(f.key)), range(vp, prefixEnd(vp), false)];
+            }),
+          );
+          for (let j = 0; j < chunk.length; j++) {
+            const f = chunk[j]!;
+            const view = this.#view(
+              t.revision,
+              t.responses[2 * j],
+              t.responses[2 * j + 1],
+              undefined,
+              f.key,
+            );
+            const holders = view.holder !== null
+              ? [{ secret: view.holder.s, name: view.holder.n }]
+              : view.values.map((v) => ({ secret: v.secret, name: v.name }));
+            for (const x of holders) {
+              if (x.secret === session.secret) {
+                if (myRev !== null && f.chain.some((l) => l.rev > myRev)) return null;
+                let path = `#${session.id} => ${key}`;
+                for (const l of f.chain) path += ` = #${l.name} => ${l.waitsFor}`;
+                if (myRev !== null) await this.#deleteWaiter(session, key, myRev);
+                return { kind: "deadlock", path: `${path} = #${session.id}` };
+              }
+              if (seen.has(x.secret)) continue;
+              seen.add(x.secret);
+              next.push({ ...x, chain: f.chain });
+            }
+          }
+        }
+        frontier = [];
+        for (let i = 0; i < next.length; i += TXN_OPS) {
+          const chunk = next.slice(i, i + TXN_OPS);
+          const t = await this.#txn([], chunk.map((n) => range(this.#qKey(n.secret))));
+          budget -= chunk.length;
+          chunk.forEach((n, j) => {
+            const q = kvs(t.responses[j])[0];
+            if (q !== undefined) {
+              frontier.push({
+                key: q.value,
+                chain: [...n.chain, { name: n.name, waitsFor: q.value, rev: q.create }],
+              });
+            }
+          });
+        }
+      }
+    } catch {
+      // etcd unreachable: no deadlock found (the wait goes on, or the lock is refused).
+    }
+    return null;
   }
 
   /** The key of `session`'s hold on `key` (exclusive or value). */
