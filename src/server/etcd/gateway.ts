@@ -76,13 +76,17 @@ function fetchTransport(): Transport {
       }
       const reader = r.body.getReader();
       const decoder = new TextDecoder();
+      // Some runtimes do not end a pending read when the fetch is aborted: cancel it.
+      const cancel = () => reader.cancel().catch(() => {});
+      signal.addEventListener("abort", cancel, { once: true });
       try {
         for (;;) {
           const { value, done } = await reader.read();
-          if (done) return;
+          if (done || signal.aborted) return;
           onText(decoder.decode(value, { stream: true }));
         }
       } finally {
+        signal.removeEventListener("abort", cancel);
         reader.releaseLock();
       }
     },

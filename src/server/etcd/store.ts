@@ -1404,7 +1404,12 @@ export class EtcdStore implements LockStore<EtcdSession> {
     this.#sessions.clear();
     clearTimeout(this.#serverKeepalive);
     this.#watchAbort.abort();
-    await this.#watchLoop;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([
+      this.#watchLoop,
+      new Promise((r) => timer = setTimeout(r, 1000)),
+    ]);
+    clearTimeout(timer);
     await Promise.all(this.#chores);
     if (!this.#abandoned) await this.#revoke(this.#serverLease).catch(() => {});
   }
