@@ -10,7 +10,9 @@
  * injects faults on random proxy connections: cuts, drops (FIN), resets
  * (RST), stalls released after a random time, replies cut in the middle,
  * delays switched on and off, and half-dead links (the server's side
- * closed, the client's open and silent).
+ * closed, the client's open and silent). The server itself restarts twice
+ * (at a third and two thirds of the run), forgetting every session, with a
+ * grace period as long as the release timeout.
  *
  * Each worker records every hold it believed it had, from the moment it
  * learned it held a key to the earlier of its release and the moment its
@@ -316,12 +318,12 @@ for (const [index, dialect] of DIALECTS.entries()) {
       const rng = random(seed);
       const where = `[${dialect}] (${SEED_TEXT})`;
       console.log(`${where} starting`);
-      const server = await startServer({ port: 0, dialect });
+      let server = await startServer({ port: 0, dialect });
       const proxy = await startProxy(server.port);
       const workers: Worker[] = [];
       const unstallTimers = new Set<ReturnType<typeof setTimeout>>();
       let probe: ELockClient | null = null;
-      const faults: Partial<Record<Fault, number>> = {};
+      const faults: Partial<Record<Fault | "restart", number>> = {};
       const problems: string[] = [];
       const notes: string[] = [];
       let overlaps: Overlap[] = [];
@@ -351,8 +353,21 @@ for (const [index, dialect] of DIALECTS.entries()) {
         const stopAt = origin + DURATION;
         for (const w of workers) w.send(`start ${stopAt}`);
         let delayed = false;
+        // The server restarts at a third and at two thirds of the run: it forgets every session.
+        const restarts = [origin + DURATION / 3, origin + (2 * DURATION) / 3];
         while (Date.now() < stopAt) {
           await sleep(rng.int(40, 250));
+          if (restarts.length > 0 && Date.now() >= restarts[0]!) {
+            restarts.shift();
+            faults.restart = (faults.restart ?? 0) + 1;
+            const port = server.port;
+            await server.close();
+            // A grace period as long as the release timeout: no client that held a key on the
+            // old server believes it still does (its lease counts from its last reply, before the
+            // restart) by the time the new one grants it.
+            server = await startServer({ port, dialect, graceMs: RELEASE_TIMEOUT });
+            continue;
+          }
           const open = proxy.openIndexes;
           if (open.length === 0) continue;
           const link = rng.pick(open);

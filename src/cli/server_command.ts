@@ -7,8 +7,11 @@
 
 import { readFileSync } from "node:fs";
 import {
+  DEFAULT_KEEPALIVE_MS,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_HELD_KEYS,
   DEFAULT_MAX_LINE_LENGTH,
+  DEFAULT_MAX_REPLY_BYTES,
   DEFAULT_MAX_WAITERS_PER_KEY,
   DEFAULT_PORT,
   type ServerEvent,
@@ -34,6 +37,15 @@ Options:
                          requests that may wait for one key (default ${DEFAULT_MAX_WAITERS_PER_KEY})
   --grace MS             grant no lock for MS ms after start (Chubby's lock-delay;
                          default 0: off); waits queue and are granted when it ends
+  --max-connections N    most client connections at once; one more is refused
+                         with an error line (default ${DEFAULT_MAX_CONNECTIONS})
+  --max-reply-bytes N    longest reply (debug, a 409 listing holders); a longer
+                         one is answered "Reply too large" (default ${DEFAULT_MAX_REPLY_BYTES})
+  --idle-timeout MS      close a connection that sent nothing for MS ms and has
+                         no waiting lock (default 0: never; an idle client that
+                         holds a lock is normal)
+  --keepalive MS         TCP keepalive on accepted sockets, first probe after
+                         MS ms of silence; 0 turns it off (default ${DEFAULT_KEEPALIVE_MS})
   --tls-cert FILE        serve TLS with this PEM certificate (chain); needs --tls-key
   --tls-key FILE         the PEM private key of --tls-cert
   --verbose              also log every command and its reply
@@ -49,6 +61,10 @@ const FLAGS = {
   "max-held-keys": { type: "string" },
   "max-waiters-per-key": { type: "string" },
   grace: { type: "string" },
+  "max-connections": { type: "string" },
+  "max-reply-bytes": { type: "string" },
+  "idle-timeout": { type: "string" },
+  keepalive: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
   verbose: { type: "boolean" },
@@ -106,6 +122,10 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     );
   }
   const limits = parseTableLimits(values);
+  const maxConnections = wholeFlag(values, "max-connections", 1, DEFAULT_MAX_CONNECTIONS);
+  const maxReplyBytes = wholeFlag(values, "max-reply-bytes", 1024, DEFAULT_MAX_REPLY_BYTES);
+  const idleTimeout = wholeFlag(values, "idle-timeout", 0, 0);
+  const keepAlive = wholeFlag(values, "keepalive", 0, DEFAULT_KEEPALIVE_MS);
   if (values.host === "") throw new UsageError("option --host needs a value");
   const tls = parseTls(values["tls-cert"], values["tls-key"]);
   return {
@@ -114,6 +134,10 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     dialect,
     sequentialIds: values["sequential-ids"] ?? false,
     maxLineLength,
+    maxConnections,
+    maxReplyBytes,
+    idleTimeout,
+    keepAlive,
     verbose: values.verbose ?? false,
     ...limits,
     ...(tls === undefined ? {} : { tls }),
@@ -142,6 +166,27 @@ function parseTableLimits(
   }
   if (values.grace !== undefined) limits.graceMs = whole("grace", values.grace, 0, MAX_WAIT_MS);
   return limits;
+}
+
+/** The whole number of `--NAME` (at least `min`), or `fallback` when absent. */
+function wholeFlag(
+  values: Partial<Record<string, string | boolean>>,
+  name: string,
+  min: number,
+  fallback: number,
+): number {
+  const text = values[name];
+  if (typeof text !== "string") return fallback;
+  const max = name === "max-connections" || name === "max-reply-bytes"
+    ? Number.MAX_SAFE_INTEGER
+    : 2_147_483_647;
+  const n = parseWholeNumber(text, min, max);
+  if (n === null) {
+    throw new UsageError(
+      `invalid --${name} ${quote(text)} (expected a whole number ${min}-${max})`,
+    );
+  }
+  return n;
 }
 
 /** Reads the files of `--tls-cert` and `--tls-key`, given both or neither. */

@@ -72,7 +72,12 @@ export function encodeBinary(text: string): Uint8Array {
  */
 export class LineSplitter {
   readonly #max: number;
-  #pending: Uint8Array[] = [];
+  /**
+   * The start of a line whose end has not arrived yet: one buffer per
+   * splitter, grown by doubling (at most `maxLineLength` + 1 bytes), so that
+   * a line arriving a byte at a time costs its length, not a copy per chunk.
+   */
+  #pending: Uint8Array = EMPTY;
   #pendingLength = 0;
   #discarding = false;
 
@@ -92,7 +97,7 @@ export class LineSplitter {
     while (start < chunk.length) {
       const nl = chunk.indexOf(LF, start);
       if (nl === -1) {
-        this.#keep(chunk.subarray(start), emit);
+        this.#keep(chunk, start, chunk.length, emit);
         return;
       }
       if (this.#discarding) {
@@ -100,14 +105,16 @@ export class LineSplitter {
       } else if (this.#pendingLength === 0) {
         emit(this.#line(chunk, start, nl));
       } else {
-        this.#keep(chunk.subarray(start, nl), emit);
+        this.#keep(chunk, start, nl, emit);
         if (this.#discarding) {
           this.#discarding = false;
         } else {
-          const whole = concat(this.#pending, this.#pendingLength);
-          this.#pending = [];
+          const length = this.#pendingLength;
           this.#pendingLength = 0;
-          emit(this.#line(whole, 0, whole.length));
+          const line = this.#line(this.#pending, 0, length);
+          // A buffer grown for a long line is not kept for the next ones.
+          if (this.#pending.length > RETAINED) this.#pending = EMPTY;
+          emit(line);
         }
       }
       start = nl + 1;
@@ -119,20 +126,36 @@ export class LineSplitter {
     return end - start > this.#max ? OVERLONG_LINE : decodeBinary(bytes, start, end);
   }
 
-  #keep(part: Uint8Array, emit: (line: SplitLine) => void): void {
-    if (this.#discarding || part.length === 0) return;
+  #keep(chunk: Uint8Array, start: number, end: number, emit: (line: SplitLine) => void): void {
+    const n = end - start;
+    if (this.#discarding || n === 0) return;
+    const length = this.#pendingLength + n;
     // One byte of slack for a `\r` that may end the line.
-    if (this.#pendingLength + part.length > this.#max + 1) {
-      this.#pending = [];
+    if (length > this.#max + 1) {
+      this.#pending = EMPTY;
       this.#pendingLength = 0;
       this.#discarding = true;
       emit(OVERLONG_LINE);
       return;
     }
-    this.#pending.push(part.slice());
-    this.#pendingLength += part.length;
+    if (length > this.#pending.length) {
+      const grown = new Uint8Array(
+        Math.min(this.#max + 1, Math.max(length, 2 * this.#pending.length, 64)),
+      );
+      grown.set(this.#pending.subarray(0, this.#pendingLength));
+      this.#pending = grown;
+    }
+    this.#pending.set(
+      start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end),
+      this.#pendingLength,
+    );
+    this.#pendingLength = length;
   }
 }
+
+const EMPTY = new Uint8Array(0);
+/** Largest pending-line buffer kept once its line is complete. */
+const RETAINED = 4096;
 
 /**
  * Joins byte arrays (`length` is their total length); one part is returned as is.

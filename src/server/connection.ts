@@ -42,6 +42,51 @@ export interface ServerConnection {
   close(): void;
   /** Closes the socket at once, dropping unsent bytes. */
   abort(): void;
+  /**
+   * The socket's own callbacks, which the server then uses instead of
+   * `readable` and `writable` (fewer allocations and promise hops per
+   * command); the bundled listeners provide it, a custom one need not.
+   */
+  readonly raw?: RawServerSocket;
+}
+
+/**
+ * A socket seen through callbacks, for {@linkcode ServerConnection.raw}.
+ *
+ * @example
+ * ```ts
+ * import { Socket } from "node:net";
+ *
+ * declare const socket: Socket;
+ * const raw: RawServerSocket = {
+ *   start(onData, onEnd) {
+ *     socket.on("data", onData).on("end", onEnd).on("close", onEnd);
+ *   },
+ *   write: (bytes) => socket.write(bytes),
+ *   drained: () => new Promise((resolve) => socket.once("drain", resolve)),
+ *   pause: () => void socket.pause(),
+ *   resume: () => void socket.resume(),
+ * };
+ * ```
+ */
+export interface RawServerSocket {
+  /**
+   * Starts reading: `onData` for each chunk (it may be reused once
+   * `onData` returns), `onEnd` once the peer has ended, the socket has
+   * failed or it has closed (it may be called more than once).
+   */
+  start(onData: (chunk: Uint8Array) => void, onEnd: () => void): void;
+  /**
+   * Writes `bytes`; `false` if not all of them have been taken yet: then
+   * wait for {@linkcode RawServerSocket.drained}. Throws once the socket is closed.
+   */
+  write(bytes: Uint8Array): boolean;
+  /** Resolves once the bytes of the last write have been taken; rejects if the socket closes first. */
+  drained(): Promise<void>;
+  /** Stops `onData` until `resume`. */
+  pause(): void;
+  /** Lets `onData` go on after `pause`. */
+  resume(): void;
 }
 
 /**
@@ -72,26 +117,52 @@ export type ServerEvent =
     readonly reply: string;
   };
 
+/**
+ * Counters of one server that no table holds (see `stats`).
+ *
+ * @example
+ * ```ts
+ * const counters: ServerCounters = { refusedConnections: 0 };
+ * ```
+ */
+export interface ServerCounters {
+  /** Connections refused because `maxConnections` were open. */
+  refusedConnections: number;
+}
+
 /** What every connection of one server shares. */
 export interface ConnectionContext {
   readonly table: LockTable;
   readonly replies: DialectReplies;
   readonly maxLineLength: number;
+  /** Longest reply built, in bytes; a longer one is answered with an error line. */
+  readonly maxReplyBytes: number;
+  /** Closes a connection that has sent nothing for this long, in ms, unless it waits; 0: never. */
+  readonly idleTimeoutMs: number;
+  readonly counters: ServerCounters;
   readonly onEvent?: ((event: ServerEvent) => void) | undefined;
+  /** Also report every command to `onEvent`. */
+  readonly logCommands?: boolean;
 }
 
 /**
- * Bytes of commands queued (behind a waiting lock, or while the client does
- * not read its replies) before the handler stops reading from the socket.
- * Reading on until then lets a disconnect be seen while a lock waits.
+ * Bytes of commands queued (while the client does not read its replies, or
+ * behind a waiting lock) before the handler stops reading from the socket;
+ * each line counts {@linkcode LINE_COST} bytes more than its length, for the
+ * string and its queue slot.
  */
-const MAX_QUEUED_BYTES = 1 << 20;
+const MAX_QUEUED_BYTES = 64 << 10;
 /**
- * While a lock waits, the handler reads on (so that a disconnect withdraws
- * the wait at once) up to this many queued bytes; a client that pipelines
- * more than this behind a waiting lock is disconnected.
+ * While a lock waits the handler reads on, so that a disconnect withdraws
+ * the wait at once, up to this many bytes queued (counted as above); a
+ * client that sends more behind a waiting lock is disconnected.
  */
-const MAX_QUEUED_BYTES_WAITING = 8 << 20;
+const MAX_PARKED_BYTES = 1 << 20;
+const LINE_COST = 48;
+/** Replies are written once this many bytes of them are pending, or the batch read is done. */
+const WRITE_CHUNK = 64 << 10;
+/** How long a connection that said `quit`, or was refused, may stay before it is aborted. */
+const CLOSE_GRACE_MS = 1000;
 const WHOLE_NUMBER = /^[0-9]{1,10}$/;
 
 /**
@@ -101,7 +172,14 @@ const WHOLE_NUMBER = /^[0-9]{1,10}$/;
  * @example
  * ```ts
  * const table = new LockTable();
- * await serveConnection(conn, { table, replies: EXTENDED, maxLineLength: 65536 });
+ * await serveConnection(conn, {
+ *   table,
+ *   replies: EXTENDED,
+ *   maxLineLength: 65536,
+ *   maxReplyBytes: 4 << 20,
+ *   idleTimeoutMs: 0,
+ *   counters: { refusedConnections: 0 },
+ * });
  * ```
  */
 export async function serveConnection(
@@ -111,70 +189,187 @@ export async function serveConnection(
   await new SessionHandler(conn, context).run();
 }
 
+/**
+ * Refuses `conn`: writes `line` (with the dialect's line end), half-closes,
+ * drops what the client still sends, and aborts the socket if the client has
+ * not closed its side within a second. Never rejects.
+ *
+ * @example
+ * ```ts
+ * await refuseConnection(conn, EXTENDED, "Too many connections");
+ * ```
+ */
+export async function refuseConnection(
+  conn: ServerConnection,
+  replies: DialectReplies,
+  message: string,
+): Promise<void> {
+  const timer = setTimeout(() => conn.abort(), CLOSE_GRACE_MS);
+  try {
+    const writer = conn.writable.getWriter();
+    await writer.write(encodeBinary(errorLine(replies, message)));
+    writer.releaseLock();
+    conn.close();
+    const reader = conn.readable.getReader();
+    while (!(await reader.read()).done) {
+      // Dropped: unread bytes would make the kernel reset the connection.
+    }
+  } catch {
+    conn.abort();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** An error reply in the dialect's wording: the code its other errors use, then `message`. */
+function errorLine(replies: DialectReplies, message: string): string {
+  return `${replies.lineTooLong.slice(0, 4)}${message}${replies.eol}`;
+}
+
+const costOf = (line: SplitLine): number =>
+  LINE_COST + (line === OVERLONG_LINE ? 0 : line.length + 1);
+
 class SessionHandler {
   readonly #conn: ServerConnection;
   readonly #ctx: ConnectionContext;
-  readonly #queue: SplitLine[] = [];
+  readonly #eol: string;
+  /** Replies that do not depend on the state, built once. */
+  readonly #acquiredReply: string;
+  readonly #releasedReply: string;
+  readonly #tooLargeReply: string;
+  #queue: SplitLine[] = [];
   #queueHead = 0;
   #queuedBytes = 0;
   #session: Session;
   #commands = 0;
+  /** Replies not written yet. */
   #out = "";
+  /** No command is read any more (the client has gone, or said `quit`). */
   #ended = false;
+  /** A write failed: nothing more is written, and what is read is dropped. */
   #broken = false;
   /** `quit` was answered; the connection closes after the reply. */
   #quitting = false;
+  #detached = false;
+  #held = 0;
   #processing: Promise<void> | null = null;
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   #resumeReading: (() => void) | null = null;
+  #lastInput = 0;
+  #idleTimer: ReturnType<typeof setTimeout> | undefined;
+  #graceTimer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(conn: ServerConnection, ctx: ConnectionContext) {
     this.#conn = conn;
     this.#ctx = ctx;
+    const { replies } = ctx;
+    this.#eol = replies.eol;
+    this.#acquiredReply = replies.lock({ kind: "acquired" }) + replies.eol;
+    this.#releasedReply = replies.unlock({ kind: "released" }) + replies.eol;
+    this.#tooLargeReply = errorLine(replies, "Reply too large");
     this.#session = ctx.table.createSession();
   }
 
   async run(): Promise<void> {
-    const { table, onEvent } = this.#ctx;
+    const { table, onEvent, idleTimeoutMs } = this.#ctx;
     onEvent?.({ type: "connect", session: this.#session.id, remote: this.#conn.remoteAddress });
+    if (idleTimeoutMs > 0) {
+      this.#lastInput = Date.now();
+      this.#armIdleTimer(idleTimeoutMs);
+    }
     await this.#read();
     this.#ended = true;
     table.cancelWait(this.#session);
     this.#kick();
     while (this.#processing !== null) await this.#processing;
-    const held = this.#session.held.size;
-    table.disconnect(this.#session);
+    clearTimeout(this.#idleTimer);
+    clearTimeout(this.#graceTimer);
+    this.#detach();
     this.#writer?.releaseLock();
     this.#conn.close();
     onEvent?.({
       type: "disconnect",
       session: this.#session.id,
       remote: this.#conn.remoteAddress,
-      held,
+      held: this.#held,
+    });
+  }
+
+  /** Detaches the session from the connection (once): its release timeout starts. */
+  #detach(): void {
+    if (this.#detached) return;
+    this.#detached = true;
+    this.#held = this.#session.held.size;
+    this.#ctx.table.disconnect(this.#session);
+  }
+
+  /** Reads through the socket's callbacks until the connection ends. */
+  #readRaw(raw: RawServerSocket): Promise<void> {
+    const splitter = new LineSplitter(this.#ctx.maxLineLength);
+    const push = (line: SplitLine) => {
+      if (this.#ended || this.#broken) return;
+      this.#queue.push(line);
+      this.#queuedBytes += costOf(line);
+    };
+    const watchIdle = this.#ctx.idleTimeoutMs > 0;
+    const resume = () => raw.resume();
+    return new Promise<void>((resolve) => {
+      let done = false;
+      raw.start((chunk) => {
+        if (done) return;
+        if (watchIdle) this.#lastInput = Date.now();
+        splitter.push(chunk, push);
+        // Runs the batch at once, and writes its replies in one write.
+        this.#kick();
+        if (this.#queuedBytes >= MAX_QUEUED_BYTES && !this.#ended && !this.#broken) {
+          if (this.#session.waiting === null) {
+            // Behind: read no more until the queue has shrunk.
+            this.#resumeReading = resume;
+            raw.pause();
+          } else if (this.#queuedBytes >= MAX_PARKED_BYTES) {
+            // See #read: a client must not send behind a waiting lock.
+            this.#conn.abort();
+          }
+        }
+      }, () => {
+        if (done) return;
+        done = true;
+        resolve();
+      });
     });
   }
 
   async #read(): Promise<void> {
+    if (this.#conn.raw !== undefined) return await this.#readRaw(this.#conn.raw);
     const splitter = new LineSplitter(this.#ctx.maxLineLength);
     const push = (line: SplitLine) => {
+      // Nothing runs after `quit`, nor once replies can no longer be sent.
+      if (this.#ended || this.#broken) return;
       this.#queue.push(line);
-      this.#queuedBytes += line === OVERLONG_LINE ? 1 : line.length + 1;
+      this.#queuedBytes += costOf(line);
     };
+    const watchIdle = this.#ctx.idleTimeoutMs > 0;
     const reader = this.#conn.readable.getReader();
     try {
-      while (!this.#ended) {
-        if (this.#queuedBytes >= MAX_QUEUED_BYTES) {
+      for (;;) {
+        if (this.#queuedBytes >= MAX_QUEUED_BYTES && !this.#ended && !this.#broken) {
           if (this.#session.waiting === null) {
+            // Behind (a client that does not read its replies, or a burst):
+            // read no more until the queue has shrunk.
             await new Promise<void>((resolve) => this.#resumeReading = resolve);
             continue;
           }
-          if (this.#queuedBytes >= MAX_QUEUED_BYTES_WAITING) {
+          // A lock waits: read on, so that a disconnect withdraws the wait at
+          // once, but only so far. A client must not send behind a waiting
+          // lock at all (PROTOCOL.md: a waiting lock is a barrier).
+          if (this.#queuedBytes >= MAX_PARKED_BYTES) {
             this.#conn.abort();
             break;
           }
         }
         const { value, done } = await reader.read();
         if (done) break;
+        if (watchIdle) this.#lastInput = Date.now();
         splitter.push(value, push);
         this.#kick();
       }
@@ -195,49 +390,69 @@ class SessionHandler {
   }
 
   async #process(): Promise<void> {
+    const logCommands = this.#ctx.logCommands === true && this.#ctx.onEvent !== undefined;
     while (this.#queueHead < this.#queue.length && !this.#broken) {
       const line = this.#queue[this.#queueHead]!;
       this.#queue[this.#queueHead++] = "";
-      this.#queuedBytes -= line === OVERLONG_LINE ? 1 : line.length + 1;
-      if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
+      this.#queuedBytes -= costOf(line);
+      if (this.#queueHead === this.#queue.length) {
+        this.#queue.length = 0;
+        this.#queueHead = 0;
+      } else if (this.#queueHead > 4096 && this.#queueHead * 2 > this.#queue.length) {
         this.#queue.splice(0, this.#queueHead);
         this.#queueHead = 0;
       }
       if (this.#queuedBytes < MAX_QUEUED_BYTES / 2) this.#wakeReader();
       let reply = this.#execute(line);
       if (typeof reply !== "string") {
-        // Read on while the lock waits, so that a disconnect is seen.
+        // Read on while the lock waits, so that a disconnect is seen; the
+        // replies before the waiting lock go now.
         this.#wakeReader();
         await this.#flush();
         reply = await reply;
       }
       this.#out += reply;
-      this.#log(line, reply);
+      if (logCommands) this.#log(line, reply);
       if (this.#quitting) {
-        // Nothing sent after `quit` runs: the client has said goodbye.
-        this.#queue.length = 0;
+        // Nothing runs after `quit`: the client has said goodbye. The
+        // session is detached at once (its release timeout starts), even if
+        // the client keeps its side of the connection open.
+        this.#ended = true;
+        this.#queue = [];
         this.#queueHead = 0;
         this.#queuedBytes = 0;
-        await this.#flush();
-        this.#ended = true;
+        this.#detach();
         this.#wakeReader();
+        await this.#flush();
         this.#conn.close();
+        this.#graceTimer = setTimeout(() => this.#conn.abort(), CLOSE_GRACE_MS);
         return;
       }
+      // A client that does not read its replies holds this handler here,
+      // and then its reader, once the queue is full.
+      if (this.#out.length >= WRITE_CHUNK) await this.#flush();
     }
     await this.#flush();
   }
 
   async #flush(): Promise<void> {
-    if (this.#out === "" || this.#broken) return;
-    const bytes = encodeBinary(this.#out);
+    if (this.#out === "") return;
+    const out = this.#out;
     this.#out = "";
+    if (this.#broken) return;
     try {
-      this.#writer ??= this.#conn.writable.getWriter();
-      await this.#writer.write(bytes);
+      const raw = this.#conn.raw;
+      if (raw !== undefined) {
+        if (!raw.write(encodeBinary(out))) await raw.drained();
+      } else {
+        this.#writer ??= this.#conn.writable.getWriter();
+        await this.#writer.write(encodeBinary(out));
+      }
     } catch {
       this.#broken = true;
-      this.#ended = true;
+      this.#queue = [];
+      this.#queueHead = 0;
+      this.#queuedBytes = 0;
       this.#wakeReader();
     }
   }
@@ -256,14 +471,27 @@ class SessionHandler {
 
   /** Lets a reader paused by a full queue go on. */
   #wakeReader(): void {
-    this.#resumeReading?.();
+    const resume = this.#resumeReading;
     this.#resumeReading = null;
+    resume?.();
+  }
+
+  #armIdleTimer(ms: number): void {
+    this.#idleTimer = setTimeout(() => {
+      if (this.#ended) return;
+      const limit = this.#ctx.idleTimeoutMs;
+      const quiet = Date.now() - this.#lastInput;
+      // A lock that waits is not idleness: the client waits for its reply.
+      if (this.#session.waiting !== null) return this.#armIdleTimer(limit);
+      if (quiet < limit) return this.#armIdleTimer(limit - quiet);
+      this.#conn.abort();
+    }, ms);
   }
 
   /** Runs one command; its reply now, or a pending reply (a waiting lock). */
   #execute(line: SplitLine): string | Promise<string> {
     const { replies, table } = this.#ctx;
-    const eol = replies.eol;
+    const eol = this.#eol;
     const first = this.#commands++ === 0;
     if (line === OVERLONG_LINE) return replies.lineTooLong + eol;
     const words = line.split(" ");
@@ -271,25 +499,36 @@ class SessionHandler {
     const argc = words.length - 1;
     if (words.includes("")) return replies.unknown(command) + eol;
     const session = this.#session;
-    switch (`${command}/${argc}`) {
-      case "lock/1":
-      case "lock/2":
-        return this.#lock(words[1]!, null, words[2]);
-      case "lock_value/2":
-      case "lock_value/3":
-        if (!replies.hasValueLocks) break;
-        return this.#lock(words[1]!, words[2]!, words[3]);
-      case "unlock/1":
-        return replies.unlock(table.unlock(session, words[1]!)) + eol;
-      case "fence/1":
+    switch (command) {
+      case "lock":
+        if (argc === 1 || argc === 2) return this.#lock(words[1]!, null, words[2]);
+        break;
+      case "unlock":
+        if (argc === 1) {
+          const result = table.unlock(session, words[1]!);
+          if (result.kind === "released") return this.#releasedReply;
+          if (result.kind === "not_yours" && this.#tooLarge(result.holders, null)) {
+            return this.#tooLargeReply;
+          }
+          return replies.unlock(result) + eol;
+        }
+        break;
+      case "lock_value":
+        if (replies.hasValueLocks && (argc === 2 || argc === 3)) {
+          return this.#lock(words[1]!, words[2]!, words[3]);
+        }
+        break;
+      case "fence":
         // This server's extension: the fencing token of a key the session holds.
-        return replies.fence(table.fence(session, words[1]!)) + eol;
-      case "unlock_all/0":
+        if (argc === 1) return replies.fence(table.fence(session, words[1]!)) + eol;
+        break;
+      case "unlock_all":
+        if (argc !== 0) break;
         table.unlockAll(session);
         return replies.unlockAll + eol;
-      case "conn_id/0":
-        return `200 ${session.secret}${eol}`;
-      case "conn_id/1": {
+      case "conn_id": {
+        if (argc === 0) return `200 ${session.secret}${eol}`;
+        if (argc !== 1) break;
         if (replies.resumeFirstOnly && !first) return replies.resume("active") + eol;
         const { result, session: next } = table.resume(session, words[1]!);
         if (result === "resumed") {
@@ -302,26 +541,31 @@ class SessionHandler {
         }
         return replies.resume(result) + eol;
       }
-      case "set_timeout/1": {
+      case "set_timeout": {
+        if (argc !== 1) break;
         const ms = parseWhole(words[1]!, MAX_TIMEOUT_MS);
         if (ms === null) return replies.badNumber(words[1]!) + eol;
         session.releaseTimeout = ms;
         return replies.setTimeout + eol;
       }
-      case "stats/0": {
+      case "stats": {
+        if (argc !== 0) break;
         const sessions = table.sessions.size;
-        return [
-          "200 STATS",
-          `STAT clients ${sessions}`,
-          `STAT locks ${table.lockCount}`,
-          `STAT monitoring ${sessions}`,
-          "END",
-        ].join(eol) + eol;
+        const refused = this.#ctx.counters.refusedConnections;
+        return "200 STATS" + eol +
+          `STAT clients ${sessions}${eol}` +
+          `STAT locks ${table.lockCount}${eol}` +
+          `STAT monitoring ${sessions}${eol}` +
+          // Only once there is something to say: the two reference servers
+          // print the three counters above and nothing else.
+          (refused > 0 ? `STAT refused_connections ${refused}${eol}` : "") +
+          "END" + eol;
       }
-      case "debug/0":
-        if (!replies.hasDebug) break;
-        return debugLines(table).join(eol) + eol;
-      case "quit/0":
+      case "debug":
+        if (!replies.hasDebug || argc !== 0) break;
+        return debugReply(table, eol, this.#ctx.maxReplyBytes) ?? this.#tooLargeReply;
+      case "quit":
+        if (argc !== 0) break;
         // The original server closes the connection (locks then follow the
         // disconnect rule); the extended one releases every lock.
         if (replies.quitCloses) this.#quitting = true;
@@ -336,16 +580,43 @@ class SessionHandler {
     let seconds = 0;
     if (wait !== undefined) {
       const parsed = parseWhole(wait, MAX_WAIT_SECONDS);
-      if (parsed === null) return replies.badNumber(wait) + replies.eol;
+      if (parsed === null) return replies.badNumber(wait) + this.#eol;
       seconds = parsed;
     }
     // Once the client has gone, nothing may wait on its behalf.
     const result = table.lock(this.#session, key, value, this.#ended ? 0 : seconds * 1000);
-    const format = (r: LockResult) => replies.lock(r) + replies.eol;
     if (result instanceof Promise) {
       this.#ctx.onEvent?.({ type: "wait", session: this.#session.id, key });
+      return result.then((r) => this.#lockReply(r));
     }
-    return result instanceof Promise ? result.then(format) : format(result);
+    return this.#lockReply(result);
+  }
+
+  #lockReply(result: LockResult): string {
+    switch (result.kind) {
+      case "acquired":
+        return this.#acquiredReply;
+      case "unavailable":
+        if (this.#tooLarge(result.holders, result.value)) return this.#tooLargeReply;
+        break;
+      case "deadlock":
+        if (result.path.length > this.#ctx.maxReplyBytes) return this.#tooLargeReply;
+        break;
+    }
+    return this.#ctx.replies.lock(result) + this.#eol;
+  }
+
+  /** Whether a reply listing `holders` (`#ID, #ID (VALUE)`) would be longer than allowed. */
+  #tooLarge(holders: readonly string[], value: string | null): boolean {
+    const limit = this.#ctx.maxReplyBytes - 64 - (value === null ? 0 : value.length);
+    // Cheap for the common case: a few holders cannot reach the limit.
+    if (holders.length * 64 < limit && holders.length < 64) return false;
+    let size = 0;
+    for (const id of holders) {
+      size += id.length + 3;
+      if (size > limit) return true;
+    }
+    return false;
   }
 }
 
@@ -355,24 +626,36 @@ function parseWhole(text: string, max: number): number | null {
   return n <= max ? n : null;
 }
 
-function debugLines(table: LockTable): string[] {
+/**
+ * The `debug` reply, or null if it would be longer than `limit` bytes: it is
+ * measured while it is built, and building stops there.
+ */
+function debugReply(table: LockTable, eol: string, limit: number): string | null {
   const now = Date.now();
-  const lines = ["200 DEBUG"];
+  let out = `200 DEBUG${eol}`;
   for (const s of table.sessions.values()) {
     const id = /^[1-9][0-9]{0,14}$/.test(s.id) ? s.id : JSON.stringify(s.id);
     const tail = s.connected ? "null" : `1,"expiresIn":${Math.max(0, s.expiresAt - now)}`;
-    lines.push(
-      `SESSION {"id":${id},"disposeTimeout":${s.releaseTimeout},"disposeTimeoutId":${tail}}`,
-    );
+    out +=
+      `SESSION {"id":${id},"disposeTimeout":${s.releaseTimeout},"disposeTimeoutId":${tail}}${eol}`;
+    if (out.length > limit) return null;
   }
-  const requests: string[] = [];
+  let requests = "";
   for (const state of table.keys.values()) {
     if (state.holders.size > 0) {
-      const who = [...state.holders].map((s) => `#${s.id}`).join(", ");
-      lines.push(`LOCK ${state.key} ${who}${state.value === null ? "" : ` (${state.value})`}`);
+      let who = "";
+      for (const holder of state.holders) {
+        who += who === "" ? `#${holder.id}` : `, #${holder.id}`;
+        if (who.length > limit) return null;
+      }
+      out += `LOCK ${state.key} ${who}${state.value === null ? "" : ` (${state.value})`}${eol}`;
     }
-    for (const w of state.queue) requests.push(`REQUEST #${w.session.id} ${w.key}`);
+    for (const w of state.queue) {
+      requests += `REQUEST #${w.session.id} ${w.key}${eol}`;
+      if (out.length + requests.length > limit) return null;
+    }
+    if (out.length + requests.length > limit) return null;
   }
-  lines.push(...requests, "END");
-  return lines;
+  out += `${requests}END${eol}`;
+  return out.length > limit ? null : out;
 }

@@ -8,13 +8,17 @@
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
 import { nodeSocketStreams } from "../transport/node_streams.ts";
-import type { ServerConnection } from "./connection.ts";
+import type { RawServerSocket, ServerConnection } from "./connection.ts";
 import type { Listen, Listener } from "./listener.ts";
 
 /** Listens with `node:net`, or `node:tls` when `options.tls` is given. */
 export const listenNode: Listen = (options, onConnection) =>
   new Promise<Listener>((resolve, reject) => {
-    const accept = (socket: Socket) => onConnection(nodeConnection(socket));
+    const keepAlive = options.keepAlive ?? 0;
+    const accept = (socket: Socket) => {
+      if (keepAlive > 0) socket.setKeepAlive(true, keepAlive);
+      onConnection(nodeConnection(socket));
+    };
     let server: Server;
     if (options.tls === undefined) {
       server = createServer({ noDelay: true, allowHalfOpen: true }, accept);
@@ -45,13 +49,46 @@ export const listenNode: Listen = (options, onConnection) =>
     });
   });
 
-/** A server connection over a Node socket. */
+/** A server connection over a Node socket: its callbacks, and web streams made if asked for. */
 export function nodeConnection(socket: Socket): ServerConnection {
   socket.setNoDelay(true);
-  const { readable, writable } = nodeSocketStreams(socket);
+  let streams: ReturnType<typeof nodeSocketStreams> | null = null;
+  const raw: RawServerSocket = {
+    start(onData, onEnd) {
+      socket.on("error", () => {
+        // "close" follows.
+      });
+      socket.on("data", onData);
+      socket.on("end", onEnd);
+      socket.on("close", onEnd);
+    },
+    write(bytes) {
+      if (socket.destroyed || !socket.writable) throw new Error("socket closed");
+      return socket.write(bytes);
+    },
+    drained: () =>
+      new Promise<void>((resolve, reject) => {
+        const done = (error?: Error) => {
+          socket.off("drain", onDrain);
+          socket.off("close", onClose);
+          error ? reject(error) : resolve();
+        };
+        const onDrain = () => done();
+        const onClose = () => done(new Error("socket closed"));
+        socket.on("drain", onDrain);
+        socket.on("close", onClose);
+      }),
+    pause: () => void socket.pause(),
+    resume: () => void socket.resume(),
+  };
   return {
-    readable,
-    writable,
+    get readable() {
+      return (streams ??= nodeSocketStreams(socket)).readable;
+    },
+    get writable() {
+      return (streams ??= nodeSocketStreams(socket)).writable;
+    },
+    raw,
     remoteAddress: `${socket.remoteAddress}:${socket.remotePort}`,
     close: () => void socket.end(),
     abort: () => void socket.destroy(),

@@ -35,6 +35,11 @@ export interface ListenOptions {
   readonly hostname: string;
   /** Port to bind; 0 picks a free one. */
   readonly port: number;
+  /**
+   * TCP keepalive on accepted sockets: ms of idleness before the first
+   * probe; 0 or absent: off.
+   */
+  readonly keepAlive?: number;
   /** Accept TLS connections only, with this certificate; absent: plain TCP. */
   readonly tls?: ServerTlsOptions;
 }

@@ -12,15 +12,21 @@
  * @module
  */
 
-import { serveConnection, type ServerConnection, type ServerEvent } from "./connection.ts";
+import {
+  refuseConnection,
+  serveConnection,
+  type ServerConnection,
+  type ServerCounters,
+  type ServerEvent,
+} from "./connection.ts";
 import { type Dialect, dialectReplies } from "./dialect.ts";
 import type { Listen, ServerTlsOptions } from "./listener.ts";
 import { runtimeListen } from "./runtime_listen.ts";
 import { LockTable } from "./lock_table.ts";
-import { DEFAULT_PORT } from "../protocol/limits.ts";
+import { DEFAULT_PORT, MAX_TIMEOUT_MS } from "../protocol/limits.ts";
 
 export type { Dialect } from "./dialect.ts";
-export type { ServerConnection, ServerEvent } from "./connection.ts";
+export type { RawServerSocket, ServerConnection, ServerEvent } from "./connection.ts";
 export type { Listen, Listener, ListenOptions, ServerTlsOptions } from "./listener.ts";
 
 export { DEFAULT_MAX_HELD_KEYS, DEFAULT_MAX_WAITERS_PER_KEY } from "./lock_table.ts";
@@ -40,6 +46,48 @@ export { DEFAULT_PORT };
  * ```
  */
 export const DEFAULT_MAX_LINE_LENGTH = 65_536;
+
+/**
+ * Most client connections open at once by default; one more is answered
+ * with an error line and closed.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_CONNECTIONS, startServer } from "@x/elock/server";
+ *
+ * await using server = await startServer({ port: 0, maxConnections: DEFAULT_MAX_CONNECTIONS / 2 });
+ * ```
+ */
+export const DEFAULT_MAX_CONNECTIONS = 20_000;
+
+/**
+ * Longest reply built by default, in bytes (a `debug` of a big table, a 409
+ * listing many holders); a longer one is answered with an error line.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_MAX_REPLY_BYTES, startServer } from "@x/elock/server";
+ *
+ * await using server = await startServer({ port: 0, maxReplyBytes: 4 * DEFAULT_MAX_REPLY_BYTES });
+ * ```
+ */
+export const DEFAULT_MAX_REPLY_BYTES = 4 << 20;
+
+/**
+ * Idle time before the first TCP keepalive probe on an accepted socket, in
+ * ms, by default: a client host that vanished is noticed (and its session's
+ * release timeout starts) this long after it last sent anything, plus the
+ * unanswered probes (on Bun 10 a second apart; on Node and Deno the
+ * system's count and interval, on Linux 9 × 75 s).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_KEEPALIVE_MS, startServer } from "@x/elock/server";
+ *
+ * await using server = await startServer({ port: 0, keepAlive: DEFAULT_KEEPALIVE_MS / 2 });
+ * ```
+ */
+export const DEFAULT_KEEPALIVE_MS = 60_000;
 
 /**
  * Options of {@linkcode startServer}.
@@ -64,6 +112,32 @@ export interface ServerOptions {
   sequentialIds?: boolean;
   /** Longest command line, in bytes (default 65536). */
   maxLineLength?: number;
+  /**
+   * Most client connections open at once (default 20000); one more is sent
+   * an error line (`500 Too many connections`, original dialect `400 ...`)
+   * and closed, and counted in `stats` (`STAT refused_connections N`, shown
+   * once N > 0).
+   */
+  maxConnections?: number;
+  /**
+   * Longest reply, in bytes (default 4 MiB, at least 1024): a `debug`, or a
+   * 409 or 403 listing its holders, that would be longer is answered
+   * `500 Reply too large` instead of being built.
+   */
+  maxReplyBytes?: number;
+  /**
+   * Closes a connection that has sent nothing for this many ms, unless a
+   * lock of its waits; its session then follows the disconnect rule.
+   * Default 0: idle connections stay open, since holding a lock while idle
+   * is what a lock client does; TCP keepalive (see `keepAlive`) notices a
+   * client host that has vanished.
+   */
+  idleTimeout?: number;
+  /**
+   * TCP keepalive on accepted sockets: ms of idleness before the first
+   * probe (default 60000); 0 turns keepalive off.
+   */
+  keepAlive?: number;
   /** Release timeout of new sessions, in ms (default 30000). */
   defaultReleaseTimeout?: number;
   /**
@@ -164,6 +238,22 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
   if (!Number.isInteger(maxLineLength) || maxLineLength < 16) {
     throw new RangeError(`Invalid maxLineLength: ${maxLineLength} (at least 16)`);
   }
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  if (!Number.isInteger(maxConnections) || maxConnections < 1) {
+    throw new RangeError(`Invalid maxConnections: ${maxConnections} (at least 1)`);
+  }
+  const maxReplyBytes = options.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES;
+  if (!Number.isInteger(maxReplyBytes) || maxReplyBytes < 1024) {
+    throw new RangeError(`Invalid maxReplyBytes: ${maxReplyBytes} (at least 1024)`);
+  }
+  const idleTimeoutMs = options.idleTimeout ?? 0;
+  if (!Number.isInteger(idleTimeoutMs) || idleTimeoutMs < 0 || idleTimeoutMs > MAX_TIMEOUT_MS) {
+    throw new RangeError(`Invalid idleTimeout: ${idleTimeoutMs} (ms, 0 for none)`);
+  }
+  const keepAlive = options.keepAlive ?? DEFAULT_KEEPALIVE_MS;
+  if (!Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > MAX_TIMEOUT_MS) {
+    throw new RangeError(`Invalid keepAlive: ${keepAlive} (ms, 0 for off)`);
+  }
   const tls = options.tls;
   if (
     tls !== undefined &&
@@ -183,20 +273,36 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
       : { maxWaitersPerKey: options.maxWaitersPerKey }),
     ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
   });
-  const onEvent = options.onEvent;
+  const counters: ServerCounters = { refusedConnections: 0 };
+  const replies = dialectReplies(dialect);
   const context = {
     table,
-    replies: dialectReplies(dialect),
+    replies,
     maxLineLength,
-    onEvent: onEvent && !options.verbose
-      ? (event: ServerEvent) => event.type !== "command" && onEvent(event)
-      : onEvent,
+    maxReplyBytes,
+    idleTimeoutMs,
+    counters,
+    onEvent: options.onEvent,
+    logCommands: options.verbose ?? false,
   };
   const open = new Map<ServerConnection, Promise<void>>();
+  const refused = new Set<ServerConnection>();
   const listen = options.listen ?? await runtimeListen();
   const listener = await listen(
-    { hostname: options.hostname ?? "127.0.0.1", port, ...(tls === undefined ? {} : { tls }) },
+    {
+      hostname: options.hostname ?? "127.0.0.1",
+      port,
+      keepAlive,
+      ...(tls === undefined ? {} : { tls }),
+    },
     (conn) => {
+      if (open.size >= maxConnections) {
+        counters.refusedConnections++;
+        refused.add(conn);
+        void refuseConnection(conn, replies, "Too many connections")
+          .finally(() => refused.delete(conn));
+        return;
+      }
       open.set(conn, serveConnection(conn, context).finally(() => open.delete(conn)));
     },
   );
@@ -205,6 +311,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
     closing ??= (async () => {
       await listener.close();
       for (const conn of open.keys()) conn.abort();
+      for (const conn of refused) conn.abort();
       // Answers every waiting lock, so no handler stays parked in a wait.
       table.close();
       await Promise.all(open.values());
