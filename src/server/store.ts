@@ -44,6 +44,10 @@ export interface StoreSession {
   releaseTimeout: number;
   /** Keys this session holds, each with its fencing token. */
   readonly held: ReadonlyMap<string, number>;
+  /** The wait this session is in (a lock that waits), or null. */
+  readonly waiting: unknown;
+  /** The store lost the session (its lease expired): its locks are gone. */
+  readonly lost?: boolean;
 }
 
 /**

@@ -90,6 +90,8 @@ export interface EtcdSession extends StoreSession {
   /** A grant's answer was lost: etcd may hold keys for it that `held` does not list. */
   uncertain: boolean;
   waiting: Wait | null;
+  /** `cancelWait` came while a lock was on its way to etcd: that lock must not wait. */
+  cancelled: boolean;
   keepalive: ReturnType<typeof setTimeout> | undefined;
   expiry: ReturnType<typeof setTimeout> | undefined;
   disconnectedAt: number;
@@ -436,6 +438,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       lost: false,
       uncertain: false,
       waiting: null,
+      cancelled: false,
       keepalive: undefined,
       expiry: undefined,
       disconnectedAt: 0,
@@ -543,6 +546,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     waitMs: number,
   ): Promise<LockResult> {
     this.#live(session);
+    session.cancelled = false;
     if (value !== null) return await this.#lockValue(session, key, value, waitMs);
     if (session.values.has(key)) return CONFLICT;
     const h = this.#hKey(key);
@@ -734,6 +738,11 @@ export class EtcdStore implements LockStore<EtcdSession> {
     set.add(wait);
     wait.timer = setTimeout(() => this.#leave(wait), waitMs);
     wait.poll = setInterval(() => this.#tryGrant(wait), POLL_MS);
+    if (session.cancelled) {
+      // The connection went while the request was on its way.
+      this.#leave(wait);
+      return done;
+    }
     // The watch may already be past our enqueue: look now.
     if (this.#watchRev >= seenAt || value !== null) this.#tryGrant(wait);
     return done;
@@ -1080,6 +1089,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
   cancelWait(session: EtcdSession): void {
     const wait = session.waiting;
     if (wait !== null) this.#leave(wait);
+    else session.cancelled = true;
   }
 
   async disconnect(session: EtcdSession): Promise<void> {
@@ -1206,6 +1216,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       lost: false,
       uncertain: false,
       waiting: null,
+      cancelled: false,
       keepalive: undefined,
       expiry: undefined,
       disconnectedAt: 0,

@@ -1,0 +1,57 @@
+/**
+ * The bundled server on the etcd store, end to end: two servers on one etcd
+ * (tests/support/etcd.ts; the test fails when etcd is not installed), real
+ * TCP, both dialects, through ELockClient and raw lines.
+ *
+ * @module
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ELockClient } from "../mod.ts";
+import { startServer } from "../src/server/mod.ts";
+import { DIALECTS } from "./support/client_server.ts";
+import { startEtcd } from "./support/etcd.ts";
+import { until } from "./support/wait.ts";
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] etcd store: a client fails over from A to B and resumes there with its lock`, async () => {
+    await using etcd = await startEtcd();
+    const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+    const a = await startServer(options);
+    await using b = await startServer(options);
+    await using client = await ELockClient.connect({
+      hosts: [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`],
+      releaseTimeout: 10_000,
+      reconnect: { initialDelay: 10, maxDelay: 50 },
+    });
+    assert.equal(client.port, a.port);
+    const lock = await client.acquire("k");
+    await using probe = await ELockClient.connect({ port: b.port });
+    assert.equal(await probe.lock("k"), false, "held through A, refused through B");
+    let resumed = 0;
+    client.addEventListener("resume", () => resumed++);
+    await a.close();
+    await until(() => client.port === b.port && resumed > 0, "the client resumed on B", 20_000);
+    assert.equal(lock.lost, false, "the lock survived the fail-over");
+    assert.equal(await probe.lock("k"), false, "still held, now through B");
+    assert.equal(await lock.release(), true);
+    assert.equal(await probe.lock("k"), true);
+  });
+
+  test(`[${dialect}] etcd store: two servers, one table on the wire (stats, refusals)`, async () => {
+    await using etcd = await startEtcd();
+    const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+    await using a = await startServer(options);
+    await using b = await startServer(options);
+    await using ca = await ELockClient.connect({ port: a.port });
+    await using cb = await ELockClient.connect({ port: b.port });
+    assert.equal(await ca.lock("x"), true);
+    assert.equal(await cb.lock("x"), false);
+    const stats = await cb.stats();
+    assert.equal(stats.clients, 2);
+    assert.equal(stats.locks, 1);
+    assert.equal(await ca.unlock("x"), true);
+    assert.equal(await cb.lock("x", { timeout: 5_000 }), true);
+  });
+}
