@@ -12,6 +12,7 @@ import { ELockClient } from "../mod.ts";
 import { startServer } from "../src/server/mod.ts";
 import { DIALECTS } from "./support/client_server.ts";
 import { startEtcd } from "./support/etcd.ts";
+import { LineClient } from "./support/line_client.ts";
 import { until } from "./support/wait.ts";
 
 for (const dialect of DIALECTS) {
@@ -55,3 +56,36 @@ for (const dialect of DIALECTS) {
     assert.equal(await cb.lock("x", { timeout: 5_000 }), true);
   });
 }
+
+test("etcd store: without a quorum a command answers an error line, the connection stays usable", async () => {
+  await using etcd = await startEtcd(3);
+  const options = { port: 0, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+  await using ext = await startServer({ ...options, dialect: "extended" });
+  await using orig = await startServer({ ...options, dialect: "original" });
+  await using ce = await LineClient.connect(ext.port);
+  await using co = await LineClient.connect(orig.port);
+  assert.equal(await ce.request("lock before"), "200 Lock acquired");
+  assert.equal(await co.request("lock before2"), "200 Acquired\r");
+  await etcd.kill(1);
+  await etcd.kill(2);
+  assert.equal(await ce.request("lock k", 30_000), "500 Lock store unavailable");
+  assert.equal(await co.request("lock k2", 30_000), "400 Lock store unavailable\r");
+  assert.equal(await ce.request("unlock before", 30_000), "500 Lock store unavailable");
+  assert.equal(await ce.request("stats", 30_000), "500 Lock store unavailable");
+  assert.equal(ce.ended, false);
+  assert.equal(co.ended, false);
+  await etcd.restart(1);
+  // Once the quorum is back, the same connections go on (the key is granted, or
+  // found granted to this session by the request whose answer was lost).
+  await until(
+    async () => (await ce.request("lock k", 30_000)) === "200 Lock acquired",
+    "ext",
+    30_000,
+  );
+  await until(
+    async () => (await co.request("lock k2", 30_000)) === "200 Acquired\r",
+    "orig",
+    30_000,
+  );
+  assert.equal(await ce.request("unlock before"), "200 Lock released");
+});
