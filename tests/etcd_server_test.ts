@@ -12,80 +12,136 @@ import { ELockClient } from "../mod.ts";
 import { startServer } from "../src/server/mod.ts";
 import { DIALECTS } from "./support/client_server.ts";
 import { startEtcd } from "./support/etcd.ts";
+import { Cli, SLOW } from "./support/cli_process.ts";
 import { LineClient } from "./support/line_client.ts";
 import { until } from "./support/wait.ts";
 
 for (const dialect of DIALECTS) {
-  test(`[${dialect}] etcd store: a client fails over from A to B and resumes there with its lock`, async () => {
-    await using etcd = await startEtcd();
-    const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
-    const a = await startServer(options);
-    await using b = await startServer(options);
-    await using client = await ELockClient.connect({
-      hosts: [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`],
-      releaseTimeout: 10_000,
-      reconnect: { initialDelay: 10, maxDelay: 50 },
-    });
-    assert.equal(client.port, a.port);
-    const lock = await client.acquire("k");
-    await using probe = await ELockClient.connect({ port: b.port });
-    assert.equal(await probe.lock("k"), false, "held through A, refused through B");
-    let resumed = 0;
-    client.addEventListener("resume", () => resumed++);
-    await a.close();
-    await until(() => client.port === b.port && resumed > 0, "the client resumed on B", 20_000);
-    assert.equal(lock.lost, false, "the lock survived the fail-over");
-    assert.equal(await probe.lock("k"), false, "still held, now through B");
-    assert.equal(await lock.release(), true);
-    assert.equal(await probe.lock("k"), true);
-  });
+  test(
+    `[${dialect}] etcd store: a client fails over from A to B and resumes there with its lock`,
+    SLOW,
+    async () => {
+      await using etcd = await startEtcd();
+      const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+      const a = await startServer(options);
+      await using b = await startServer(options);
+      await using client = await ELockClient.connect({
+        hosts: [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`],
+        releaseTimeout: 10_000,
+        reconnect: { initialDelay: 10, maxDelay: 50 },
+      });
+      assert.equal(client.port, a.port);
+      const lock = await client.acquire("k");
+      await using probe = await ELockClient.connect({ port: b.port });
+      assert.equal(await probe.lock("k"), false, "held through A, refused through B");
+      let resumed = 0;
+      client.addEventListener("resume", () => resumed++);
+      await a.close();
+      await until(() => client.port === b.port && resumed > 0, "the client resumed on B", 20_000);
+      assert.equal(lock.lost, false, "the lock survived the fail-over");
+      assert.equal(await probe.lock("k"), false, "still held, now through B");
+      assert.equal(await lock.release(), true);
+      assert.equal(await probe.lock("k"), true);
+    },
+  );
 
-  test(`[${dialect}] etcd store: two servers, one table on the wire (stats, refusals)`, async () => {
-    await using etcd = await startEtcd();
-    const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
-    await using a = await startServer(options);
-    await using b = await startServer(options);
-    await using ca = await ELockClient.connect({ port: a.port });
-    await using cb = await ELockClient.connect({ port: b.port });
-    assert.equal(await ca.lock("x"), true);
-    assert.equal(await cb.lock("x"), false);
-    const stats = await cb.stats();
-    assert.equal(stats.clients, 2);
-    assert.equal(stats.locks, 1);
-    assert.equal(await ca.unlock("x"), true);
-    assert.equal(await cb.lock("x", { timeout: 5_000 }), true);
-  });
+  test(
+    `[${dialect}] etcd store: two servers, one table on the wire (stats, refusals)`,
+    SLOW,
+    async () => {
+      await using etcd = await startEtcd();
+      const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+      await using a = await startServer(options);
+      await using b = await startServer(options);
+      await using ca = await ELockClient.connect({ port: a.port });
+      await using cb = await ELockClient.connect({ port: b.port });
+      assert.equal(await ca.lock("x"), true);
+      assert.equal(await cb.lock("x"), false);
+      const stats = await cb.stats();
+      assert.equal(stats.clients, 2);
+      assert.equal(stats.locks, 1);
+      assert.equal(await ca.unlock("x"), true);
+      assert.equal(await cb.lock("x", { timeout: 5_000 }), true);
+    },
+  );
 }
 
-test("etcd store: without a quorum a command answers an error line, the connection stays usable", async () => {
-  await using etcd = await startEtcd(3);
-  const options = { port: 0, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
-  await using ext = await startServer({ ...options, dialect: "extended" });
-  await using orig = await startServer({ ...options, dialect: "original" });
-  await using ce = await LineClient.connect(ext.port);
-  await using co = await LineClient.connect(orig.port);
-  assert.equal(await ce.request("lock before"), "200 Lock acquired");
-  assert.equal(await co.request("lock before2"), "200 Acquired\r");
-  await etcd.kill(1);
-  await etcd.kill(2);
-  assert.equal(await ce.request("lock k", 30_000), "500 Lock store unavailable");
-  assert.equal(await co.request("lock k2", 30_000), "400 Lock store unavailable\r");
-  assert.equal(await ce.request("unlock before", 30_000), "500 Lock store unavailable");
-  assert.equal(await ce.request("stats", 30_000), "500 Lock store unavailable");
-  assert.equal(ce.ended, false);
-  assert.equal(co.ended, false);
-  await etcd.restart(1);
-  // Once the quorum is back, the same connections go on (the key is granted, or
-  // found granted to this session by the request whose answer was lost).
-  await until(
-    async () => (await ce.request("lock k", 30_000)) === "200 Lock acquired",
-    "ext",
-    30_000,
-  );
-  await until(
-    async () => (await co.request("lock k2", 30_000)) === "200 Acquired\r",
-    "orig",
-    30_000,
-  );
-  assert.equal(await ce.request("unlock before"), "200 Lock released");
-});
+test(
+  "etcd store: without a quorum a command answers an error line, the connection stays usable",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd(3);
+    const options = { port: 0, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+    await using ext = await startServer({ ...options, dialect: "extended" });
+    await using orig = await startServer({ ...options, dialect: "original" });
+    await using ce = await LineClient.connect(ext.port);
+    await using co = await LineClient.connect(orig.port);
+    assert.equal(await ce.request("lock before"), "200 Lock acquired");
+    assert.equal(await co.request("lock before2"), "200 Acquired\r");
+    await etcd.kill(1);
+    await etcd.kill(2);
+    assert.equal(await ce.request("lock k", 30_000), "500 Lock store unavailable");
+    assert.equal(await co.request("lock k2", 30_000), "400 Lock store unavailable\r");
+    assert.equal(await ce.request("unlock before", 30_000), "500 Lock store unavailable");
+    assert.equal(await ce.request("stats", 30_000), "500 Lock store unavailable");
+    assert.equal(ce.ended, false);
+    assert.equal(co.ended, false);
+    await etcd.restart(1);
+    // Once the quorum is back, the same connections go on (the key is granted, or
+    // found granted to this session by the request whose answer was lost).
+    await until(
+      async () => (await ce.request("lock k", 30_000)) === "200 Lock acquired",
+      "ext",
+      30_000,
+    );
+    await until(
+      async () => (await co.request("lock k2", 30_000)) === "200 Acquired\r",
+      "orig",
+      30_000,
+    );
+    assert.equal(await ce.request("unlock before"), "200 Lock released");
+  },
+);
+
+test(
+  "etcd store: SIGKILL of the server a client is on: it fails over and resumes with its lock",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    const server = new Cli([
+      "server",
+      "--port",
+      "0",
+      "--store",
+      "etcd",
+      "--etcd-endpoints",
+      etcd.endpoints.join(","),
+    ]);
+    try {
+      const [, port] = await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/);
+      await using b = await startServer({ port: 0, store: "etcd", etcdEndpoints: etcd.endpoints });
+      await using client = await ELockClient.connect({
+        hosts: [`127.0.0.1:${port}`, `127.0.0.1:${b.port}`],
+        releaseTimeout: 10_000,
+        reconnect: { initialDelay: 10, maxDelay: 50 },
+      });
+      assert.equal(client.port, Number(port));
+      const lock = await client.acquire("k");
+      await using probe = await ELockClient.connect({ port: b.port });
+      assert.equal(await probe.lock("other"), true);
+      assert.equal(await probe.lock("k"), false);
+      let resumed = 0;
+      client.addEventListener("resume", () => resumed++);
+      server.signal("SIGKILL");
+      await server.exit();
+      await until(() => client.port === b.port && resumed > 0, "the client resumed on B", 30_000);
+      assert.equal(lock.lost, false, "the lock survived the server's death");
+      assert.equal(await probe.lock("k"), false, "still held, now through B");
+      assert.equal(await probe.unlock("other"), true, "B's own client was not disturbed");
+      assert.equal(await lock.release(), true);
+      assert.equal(await probe.lock("k"), true);
+    } finally {
+      await server.dispose();
+    }
+  },
+);

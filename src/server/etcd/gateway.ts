@@ -36,6 +36,8 @@ export class EtcdRequestError extends Error {
 }
 
 interface Transport {
+  /** Lets go of pooled connections. */
+  close(): void;
   post(url: string, body: string, timeoutMs: number): Promise<{ status: number; text: string }>;
   /** Streams the response body's chunks to `onText` until it ends (resolves) or fails/aborts (rejects). */
   stream(
@@ -50,6 +52,7 @@ class TimeoutError extends Error {}
 
 function fetchTransport(): Transport {
   return {
+    close() {},
     async post(url, body, timeoutMs) {
       const ctl = new AbortController();
       const timer = setTimeout(
@@ -113,6 +116,7 @@ async function nodeTransport(): Promise<Transport> {
     return req;
   };
   return {
+    close: () => agent.destroy(),
     post(url, body, timeoutMs) {
       return new Promise((resolve, reject) => {
         const req = request(url, body, (res) => {
@@ -258,6 +262,11 @@ export class EtcdGateway {
     this.endpoints = [...options.endpoints];
     this.timeoutMs = options.timeoutMs ?? 2000;
     this.#transport = isNode() ? nodeTransport() : Promise.resolve(fetchTransport());
+  }
+
+  /** Closes pooled connections (Node's keep-alive agent). */
+  async close(): Promise<void> {
+    (await this.#transport).close();
   }
 
   /** The endpoint calls go to now. */

@@ -1181,23 +1181,31 @@ export class EtcdStore implements LockStore<EtcdSession> {
     if (current.held.size > 0) return { result: "holds_locks", session: current };
     this.#live(current);
     const sKey = this.#sKey(secret);
-    const r = await this.#txn([], [range(sKey)]);
-    const kv = kvs(r.responses[0])[0];
-    if (kv === undefined) return { result: "unknown", session: current };
-    let v: { n: string; rt: number; l: string; c: string | null };
-    try {
-      v = JSON.parse(kv.value);
-    } catch {
-      return { result: "unknown", session: current };
-    }
     const local = this.#sessions.get(secret);
-    if (v.c !== null) {
+    // A session attached to another server that is alive is active. One
+    // attached to a server that died (its connection with it) is taken over
+    // once that server's lease has run out: wait up to that long.
+    const deadline = Date.now() + SERVER_TTL_SECONDS * 1000 + 1000;
+    let kv: Kv | undefined;
+    let v: { n: string; rt: number; l: string; c: string | null };
+    for (;;) {
+      const r = await this.#txn([], [range(sKey)]);
+      kv = kvs(r.responses[0])[0];
+      if (kv === undefined) return { result: "unknown", session: current };
+      try {
+        v = JSON.parse(kv.value);
+      } catch {
+        return { result: "unknown", session: current };
+      }
+      if (v.c === null) break;
       if (v.c === this.serverId) {
         if (local?.connected === true) return { result: "active", session: current };
-      } else {
-        const srv = await this.#txn([], [range(this.prefix + "srv/" + v.c, undefined, true)]);
-        if (count(srv.responses[0]) > 0) return { result: "active", session: current };
+        break;
       }
+      const srv = await this.#txn([], [range(this.prefix + "srv/" + v.c, undefined, true)]);
+      if (count(srv.responses[0]) === 0) break;
+      if (Date.now() > deadline) return { result: "active", session: current };
+      await new Promise((r) => setTimeout(r, 250));
     }
     if (local !== undefined) {
       clearTimeout(local.expiry);
@@ -1423,6 +1431,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     clearTimeout(timer);
     await Promise.all(this.#chores);
     if (!this.#abandoned) await this.#revoke(this.#serverLease).catch(() => {});
+    await this.gateway.close();
   }
 
   /**
