@@ -10,6 +10,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ELockClient } from "../mod.ts";
 import { startServer } from "../src/server/mod.ts";
+import { parseServerArgs } from "../src/cli/server_command.ts";
+import { UsageError } from "../src/cli/subcommand.ts";
 import { DIALECTS } from "./support/client_server.ts";
 import { startEtcd } from "./support/etcd.ts";
 import { Cli, SLOW } from "./support/cli_process.ts";
@@ -145,3 +147,44 @@ test(
     }
   },
 );
+
+test("elock server: --store etcd and --etcd-endpoints are parsed, bad ones refused", () => {
+  const options = parseServerArgs([
+    "--store",
+    "etcd",
+    "--etcd-endpoints",
+    "http://127.0.0.1:2379,http://127.0.0.1:2380",
+    "--etcd-prefix",
+    "t/",
+  ]);
+  assert.ok(options !== "help");
+  assert.equal(options.store, "etcd");
+  assert.deepEqual(options.etcdEndpoints, ["http://127.0.0.1:2379", "http://127.0.0.1:2380"]);
+  assert.equal(options.etcdPrefix, "t/");
+  const memory = parseServerArgs([]);
+  assert.ok(memory !== "help" && memory.store === undefined);
+  for (
+    const args of [
+      ["--store", "etcd"],
+      ["--etcd-endpoints", "http://127.0.0.1:2379"],
+      ["--store", "zookeeper"],
+      ["--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379"],
+      ["--store", "memory", "--etcd-endpoints", "http://127.0.0.1:2379"],
+    ]
+  ) {
+    assert.throws(() => parseServerArgs(args), UsageError, args.join(" "));
+  }
+});
+
+test("startServer: store etcd without endpoints, or with sequential ids, is refused", async () => {
+  await assert.rejects(startServer({ port: 0, store: "etcd" }), RangeError);
+  await assert.rejects(
+    startServer({
+      port: 0,
+      store: "etcd",
+      etcdEndpoints: ["http://127.0.0.1:2379"],
+      sequentialIds: true,
+    }),
+    RangeError,
+  );
+});
