@@ -188,3 +188,50 @@ test("startServer: store etcd without endpoints, or with sequential ids, is refu
     RangeError,
   );
 });
+
+test(
+  "etcd store: a server paused past its sessions' leases grants nothing from stale state",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    const server = new Cli([
+      "server",
+      "--port",
+      "0",
+      "--store",
+      "etcd",
+      "--etcd-endpoints",
+      etcd.endpoints.join(","),
+    ]);
+    try {
+      const [, port] = await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/);
+      await using b = await startServer({ port: 0, store: "etcd", etcdEndpoints: etcd.endpoints });
+      await using ca = await LineClient.connect(Number(port));
+      await using cb = await LineClient.connect(b.port);
+      assert.equal(await ca.request("set_timeout 1000"), "200 OK");
+      assert.equal(await ca.request("lock k"), "200 Lock acquired");
+      cb.send("lock k 60");
+      server.signal("SIGSTOP");
+      // A's keepalives stop: the session's lease runs out and B's waiter gets the key.
+      assert.equal(await cb.line(60_000), "200 Lock acquired");
+      server.signal("SIGCONT");
+      // A wakes believing its client holds k: etcd decides, and says no.
+      let reply: string | null;
+      try {
+        reply = await ca.request("lock k", 30_000);
+      } catch {
+        reply = null; // the connection was closed: the session is lost
+      }
+      assert.notEqual(reply, "200 Lock acquired");
+      assert.equal(await cb.request("fence k") !== "403 Not locked by this session", true);
+      assert.equal(await cb.request("unlock k"), "200 Lock released");
+    } finally {
+      try {
+        server.signal("SIGCONT");
+      } catch {
+        // already gone
+      }
+      await server.dispose();
+    }
+  },
+);
