@@ -294,6 +294,7 @@ class SessionHandler {
     if (this.#creating !== null) {
       try {
         this.#session = await this.#creating;
+        this.#watchLoss();
       } catch {
         // No session (the store is unreachable): say so, and close.
         await refuseConnection(this.#conn, this.#ctx.replies, "Lock store unavailable");
@@ -322,6 +323,11 @@ class SessionHandler {
       remote: this.#conn.remoteAddress,
       held: this.#held,
     });
+  }
+
+  /** A session the store loses (its etcd lease ran out) ends the connection: the client learns it at once. */
+  #watchLoss(): void {
+    this.#session.onLost = () => this.#conn.abort();
   }
 
   /** Detaches the session from the connection (once): its release timeout starts. */
@@ -581,6 +587,7 @@ class SessionHandler {
         return this.#then(table.resume(session, words[1]!), ({ result, session: next }) => {
           if (result === "resumed") {
             this.#session = next;
+            if (this.#creating !== null) this.#watchLoss();
             this.#ctx.onEvent?.({
               type: "resume",
               session: next.id,

@@ -48,6 +48,8 @@ export interface StoreSession {
   readonly waiting: unknown;
   /** The store lost the session (its lease expired): its locks are gone. */
   readonly lost?: boolean;
+  /** Set by the connection: called when the store loses the session while it is connected. */
+  onLost?: (() => void) | undefined;
 }
 
 /**

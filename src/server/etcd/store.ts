@@ -486,7 +486,10 @@ export class EtcdStore implements LockStore<EtcdSession> {
     session.lost = true;
     session.held.clear();
     clearTimeout(session.keepalive);
-    if (session.connected) this.#onSessionLost?.(session);
+    if (session.connected) {
+      session.onLost?.();
+      this.#onSessionLost?.(session);
+    }
   }
 
   #live(session: EtcdSession): void {
