@@ -287,18 +287,29 @@ export class EtcdGateway {
    */
   async call(path: string, body: Json, timeoutMs: number = this.timeoutMs): Promise<Json> {
     const transport = await this.#transport;
-    const at = this.#current;
+    let at = this.#current;
     let status: number;
     let text: string;
-    try {
-      ({ status, text } = await transport.post(
-        this.endpoints[at] + "/v3" + path,
-        JSON.stringify(body),
-        timeoutMs,
-      ));
-    } catch (e) {
-      this.#rotate(at);
-      throw new StoreUnavailableError(`etcd ${this.endpoints[at]}: ${errorText(e)}`, { cause: e });
+    for (let tries = 1;; tries++) {
+      try {
+        ({ status, text } = await transport.post(
+          this.endpoints[at] + "/v3" + path,
+          JSON.stringify(body),
+          timeoutMs,
+        ));
+        break;
+      } catch (e) {
+        this.#rotate(at);
+        // A refused connection sent nothing: the next member may take the
+        // same request. Anything else (a timeout) may have been applied.
+        if (refused(e) && tries < this.endpoints.length) {
+          at = this.#current;
+          continue;
+        }
+        throw new StoreUnavailableError(`etcd ${this.endpoints[at]}: ${errorText(e)}`, {
+          cause: e,
+        });
+      }
     }
     let json: Json;
     try {
@@ -352,6 +363,16 @@ export class EtcdGateway {
       throw e;
     }
   }
+}
+
+/** Whether `e` is a connection refused (nothing was sent). */
+function refused(e: unknown): boolean {
+  for (let x: unknown = e, depth = 0; x instanceof Error && depth < 4; depth++) {
+    const code = (x as Error & { code?: unknown }).code;
+    if (code === "ECONNREFUSED" || /ECONNREFUSED|Connection refused/i.test(x.message)) return true;
+    x = (x as Error & { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 function errorText(e: unknown): string {
