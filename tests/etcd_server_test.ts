@@ -16,6 +16,9 @@ import { DIALECTS } from "./support/client_server.ts";
 import { startEtcd } from "./support/etcd.ts";
 import { Cli, SLOW } from "./support/cli_process.ts";
 import { LineClient } from "./support/line_client.ts";
+import { runProcess } from "./support/run_process.ts";
+import { join } from "node:path";
+import process from "node:process";
 import { until } from "./support/wait.ts";
 
 for (const dialect of DIALECTS) {
@@ -235,3 +238,12 @@ test(
     }
   },
 );
+
+test("examples/ha.ts runs: the client fails over from A to B with its lock", SLOW, async () => {
+  const deno = join(process.cwd(), "node_modules", ".bin", "deno");
+  const run = await runProcess(deno, ["run", "-A", join(process.cwd(), "examples", "ha.ts")]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /another client gets invoice-42 through B: false/);
+  assert.match(run.stdout, /lock lost: false/);
+  assert.match(run.stdout, /after the release: true/);
+});

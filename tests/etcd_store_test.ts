@@ -340,7 +340,7 @@ test("etcd store: one member of three killed: a queued waiter is still served", 
     async () => {
       try {
         // "released", or (an earlier try was applied though its answer was lost) k is s2's now.
-      return (await a.unlock(s1, "k")).kind !== "not_locked";
+        return (await a.unlock(s1, "k")).kind !== "not_locked";
       } catch (e) {
         if (e instanceof StoreUnavailableError) return false;
         throw e;
