@@ -57,6 +57,8 @@ export type {
   Stats,
 } from "./src/protocol/reply_reader.ts";
 export type {
+  RawSink,
+  RawSocket,
   TlsOptions,
   Transport,
   TransportConnection,

@@ -11,7 +11,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ELockClient, type ELockClientEvent, SessionLostError } from "../mod.ts";
-import { startServer } from "../src/server/mod.ts";
+import { type ServerEvent, startServer } from "../src/server/mod.ts";
 import { closedPort, DIALECTS } from "./support/client_server.ts";
 import { until } from "./support/wait.ts";
 
@@ -88,3 +88,25 @@ test("hosts: when no server answers, the error names each one", async () => {
     },
   );
 });
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] a wait given up frees its connection without leaving the server (no fail-over)`, async () => {
+    const events: ServerEvent[] = [];
+    await using a = await startServer({ port: 0, dialect, onEvent: (e) => events.push(e) });
+    await using b = await startServer({ port: 0, dialect });
+    await using holder = await ELockClient.connect({ port: a.port });
+    assert.equal(await holder.lock("k"), true);
+    await using client = await ELockClient.connect({
+      hosts: [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`],
+      reconnect: { initialDelay: 10, maxDelay: 50 },
+    });
+    const controller = new AbortController();
+    const waiting = client.acquire("k", { signal: controller.signal, timeout: 60_000 });
+    await until(() => events.some((e) => e.type === "wait" && e.key === "k"), "the wait on a");
+    controller.abort(new Error("given up"));
+    await assert.rejects(waiting, /given up/);
+    // The session left its connection (a new one, to the same server): k is still the holder's.
+    assert.equal(await client.lock("k"), false);
+    assert.equal(client.port, a.port);
+  });
+}

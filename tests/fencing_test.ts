@@ -15,6 +15,7 @@ import { startServer } from "../src/server/mod.ts";
 import { DIALECTS, withServer } from "./support/client_server.ts";
 import { startErlangLikeServer } from "./support/erlang_like_server.ts";
 import { LineClient } from "./support/line_client.ts";
+import { startProxy } from "./support/proxy.ts";
 
 for (const dialect of DIALECTS) {
   test(`[${dialect}] fence: tokens grow with every grant of a key, across sessions`, async () => {
@@ -66,3 +67,31 @@ test("fence on a server without the command: UnsupportedCommandError, and the lo
   await using probe = await ELockClient.connect({ port: server.port });
   assert.equal(await probe.lock("k"), true, "not leaked");
 });
+
+for (const dialect of DIALECTS) {
+  test(`[${dialect}] fence: a lock lost while its fence was asked is not handed out with a token`, {
+    timeout: 60_000,
+  }, async () => {
+    await withServer(dialect, async ({ connect, port }) => {
+      await using proxy = await startProxy(port);
+      const client = await connect({
+        port: proxy.port,
+        releaseTimeout: 2000,
+        commandTimeout: 30_000,
+        poolSize: 1,
+      });
+      // Every reply comes 5 s late: the lease (1.8 s after the grant's reply) runs out while the
+      // fence is asked, and the client frees the session's locks (unlock_all) before its next call.
+      proxy.delay({ toClient: 5000 });
+      const outcome = await client.acquire("k", { fence: true }).then(
+        (lock) => `resolved: lost=${lock.lost} token=${lock.token}`,
+        (error: Error) => `rejected: ${error.name}`,
+      );
+      assert.equal(outcome, "rejected: SessionLostError");
+      proxy.delay({ toClient: 0 });
+      // Not held by this client any more: another one gets it.
+      const other = await connect();
+      assert.equal(await other.lock("k", { timeout: 10_000 }), true);
+    });
+  });
+}

@@ -14,7 +14,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { type Reply, ReplyReader } from "../src/protocol/reply_reader.ts";
+import { type Reply, ReplyParser, ReplyReader } from "../src/protocol/reply_reader.ts";
 import {
   decodeBinary,
   LineSplitter,
@@ -184,6 +184,50 @@ test(
         const again = await settled(reader.read(), "the read after the failure");
         assert.ok(!again.ok && again.error === failure);
         assert.ok(most <= maxLineLength + 1, `held back ${most} bytes, limit ${maxLineLength}`);
+      }),
+      propertyParameters(300),
+    );
+  },
+);
+
+test(
+  "ReplyParser (pushed bytes) gives exactly what ReplyReader reads, then the same kind of error",
+  { timeout: 60_000 },
+  async () => {
+    const input = fc.integer({ min: 16, max: 64 }).chain((maxLineLength) =>
+      fc.record({
+        maxLineLength: fc.constant(maxLineLength),
+        maxBlockBytes: fc.integer({ min: 1, max: 200 }),
+        bytes: fc.array(fragment(maxLineLength), { maxLength: 30 }).map(concat),
+        cuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 60 }),
+        parserCuts: fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 60 }),
+      })
+    );
+    await fc.assert(
+      fc.asyncProperty(input, async ({ maxLineLength, maxBlockBytes, bytes, cuts, parserCuts }) => {
+        const limits = { maxLineLength, maxBlockBytes };
+        const reader = new ReplyReader(streamOf(cut(bytes, cuts), () => {}).stream, limits);
+        const read: Reply[] = [];
+        let readError: unknown = null;
+        while (readError === null) {
+          const next = await settled(reader.read(), `read #${read.length}`);
+          if (next.ok) read.push(next.value);
+          else readError = next.error;
+        }
+        const pushed: Reply[] = [];
+        const errors: unknown[] = [];
+        const parser = new ReplyParser((r) => pushed.push(r), (e) => errors.push(e), limits);
+        for (const chunk of cut(bytes, parserCuts)) parser.push(chunk);
+        parser.end();
+        parser.push(encoder.encode("200 OK\n")); // after the end: ignored
+        assert.deepEqual(
+          pushed.map((r) => ({ ...r, lines: [...r.lines] })),
+          read.map((r) => ({ ...r, lines: [...r.lines] })),
+        );
+        assert.equal(errors.length, 1, "one error, once");
+        const [error] = errors;
+        assert.equal((error as Error).constructor, (readError as Error).constructor);
+        assert.equal((error as Error).message, (readError as Error).message);
       }),
       propertyParameters(300),
     );

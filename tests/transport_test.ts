@@ -8,6 +8,7 @@
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import net from "node:net";
 import { ConnectionClosedError, ELockClient, socketTransport } from "../mod.ts";
 import { closedPort, withServer } from "./support/client_server.ts";
 import { startScriptedServer } from "./support/proxy.ts";
@@ -67,6 +68,71 @@ for (const [name, make] of TRANSPORTS) {
       (e) => e === reason,
     );
   });
+  test(
+    `${name} transport: raw writes behind a full socket arrive in order, and every drained() settles`,
+    {
+      timeout: 60_000,
+    },
+    async () => {
+      // A peer that reads nothing until told to: the client's socket buffers fill.
+      const received: Uint8Array[] = [];
+      let total = 0;
+      const server = net.createServer({ pauseOnConnect: true });
+      const accepted = new Promise<net.Socket>((resolve) => {
+        server.once("connection", (socket: net.Socket) => resolve(socket));
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const port = (server.address() as net.AddressInfo).port;
+      const connection = await make().connect({ host: "127.0.0.1", port });
+      const raw = connection.raw;
+      const peer = await accepted;
+      try {
+        if (raw === undefined) return; // A stream-only transport: nothing raw to check.
+        raw.start({ data: () => {}, end: () => {} });
+        // Two writers, as the pump and a farewell can be: each waits for drained() after `false`.
+        const chunk = (i: number) => new Uint8Array(65536).fill(i % 251);
+        let sent = 0;
+        const waits: Promise<void>[] = [];
+        for (let i = 0; waits.length < 2 && i < 2000; i++) {
+          sent += 65536;
+          if (!raw.write(chunk(i))) waits.push(raw.drained());
+        }
+        assert.equal(waits.length, 2, "the socket's buffers never filled");
+        const settled = waits.map((wait) => wait.then(() => "drained", (e) => `rejected: ${e}`));
+        const all = new Promise<void>((resolve) => {
+          peer.on("data", (bytes: Uint8Array) => {
+            received.push(bytes);
+            total += bytes.length;
+            if (total >= sent) resolve();
+          });
+        });
+        peer.resume();
+        await all;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const stuck = new Promise<string>((resolve) => {
+          timer = setTimeout(() => resolve("never settled"), 20_000);
+        });
+        const outcomes = await Promise.all(settled.map((s) => Promise.race([s, stuck])));
+        clearTimeout(timer);
+        assert.deepEqual(outcomes, ["drained", "drained"]);
+        const bytes = new Uint8Array(total);
+        let at = 0;
+        for (const part of received) {
+          bytes.set(part, at);
+          at += part.length;
+        }
+        assert.equal(bytes.length, sent);
+        for (let i = 0; i * 65536 < sent; i++) {
+          assert.equal(bytes[i * 65536], i % 251, `chunk ${i}`);
+          assert.equal(bytes[i * 65536 + 65535], i % 251, `chunk ${i}`);
+        }
+      } finally {
+        peer.destroy();
+        await connection.close();
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+      }
+    },
+  );
 }
 
 test("socketTransport() needs a connect function", () => {

@@ -424,16 +424,20 @@ export class ELockClient extends EventTarget {
     const waitMs = /^[0-9]{1,10}$/.test(waitWord ?? "") ? Number(waitWord) * 1000 : 0;
     const reply = await this.#primary.request(bytes, { barrier: true, waitMs });
     if (reply.code === 200) this.#noteRaw(words);
-    return reply;
+    // The caller's own copy: one-line replies are shared (frozen) inside the client.
+    return { code: reply.code, message: reply.message, lines: [...reply.lines] };
   }
 
   /**
    * Ends the session (`quit`) and closes the connection. On an extended
    * server `quit` releases the session's locks; on an original one they
-   * follow the release timeout, as after any disconnect.
+   * follow the release timeout, as after any disconnect. While the client
+   * is reconnecting, `quit` waits for the next connection (and fails with
+   * it).
    *
    * @throws {UnexpectedResponseError} the server did not answer 200 (the
    *   connection is closed anyway)
+   * @throws {ConnectionClosedError} the connection dropped or is closed
    *
    * @example
    * ```ts ignore
@@ -442,6 +446,11 @@ export class ELockClient extends EventTarget {
    */
   async quit(): Promise<void> {
     const primary = this.#primary;
+    const connection = primary.connection;
+    // Stopped now, the supervisor would never bring the connection back up: the quit would hang.
+    if (connection.down !== null || connection.leaving) {
+      await connection.exclusive(() => Promise.resolve()).catch(() => {});
+    }
     primary.supervisor.stop();
     try {
       const reply = await primary.request(quitCommand(), { barrier: true });
@@ -681,6 +690,8 @@ export class ELockClient extends EventTarget {
       throw error;
     }
     if (reply.code === 200 && /^[0-9]{1,30}$/.test(reply.message)) {
+      // Lost while the token was asked (the lease ran out): not handed out as held.
+      if (lock.lost) throw lock.signal.reason;
       lock.token = BigInt(reply.message);
       return;
     }

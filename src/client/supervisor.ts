@@ -184,8 +184,9 @@ export class Supervisor {
       return false;
     }
     this.#session.settings.logger?.debug(`elock: ${error.message}; reconnecting`);
-    // With several servers, the next one is tried first.
-    failOver(this.#session.settings, this.#session.endpoint);
+    // With several servers, the next one is tried first; not when the client left the
+    // connection itself (renew): the server is fine, and moving would split the clients.
+    if (!this.#renewing) failOver(this.#session.settings, this.#session.endpoint);
     // With no release timeout the server released everything when it saw the drop: nothing to resume.
     if (this.lease() === null) {
       this.#expire("the connection dropped, and the release timeout is 0");

@@ -20,9 +20,9 @@
  */
 
 import { ConnectionClosedError, ELockError, ProtocolError } from "../errors.ts";
-import type { TransportConnection } from "../transport/transport.ts";
+import type { RawSocket, TransportConnection } from "../transport/transport.ts";
 import { concat } from "./line_splitter.ts";
-import { type Reply, replyLine, ReplyReader } from "./reply_reader.ts";
+import { type Reply, replyLine, ReplyParser, ReplyReader } from "./reply_reader.ts";
 
 /**
  * Receives one line per request and reply. `console` fits.
@@ -198,6 +198,15 @@ export class Connection {
       this.#down === null && this.#failure === null && !this.#leaving;
   }
 
+  /**
+   * Whether {@linkcode Connection.leaveWait} is leaving the transport
+   * connection: it drops (and {@linkcode Connection.down} is set) once its
+   * farewell is written.
+   */
+  get leaving(): boolean {
+    return this.#leaving;
+  }
+
   /** Whether a waiting lock (a barrier) is in flight: nothing else is sent until it is answered. */
   get waiting(): boolean {
     return this.#inflight.at(-1)?.options.barrier === true;
@@ -233,13 +242,21 @@ export class Connection {
     this.#stopTimer();
     // Nothing more is written on it; the calls queued go to the next connection.
     this.#leaving = true;
+    // A write that does not complete (a full send buffer on a dead link) holds it at most the
+    // command timeout, as the wait's reply timer did.
+    let left = false;
     const drop = () => {
+      clearTimeout(timer);
+      // Once: a write settling late must not end a later leave (or connection).
+      if (left) return;
+      left = true;
       this.#leaving = false;
       this.#drop(
         new ConnectionClosedError("Connection closed: left after an abandoned wait"),
         false,
       );
     };
+    const timer = setTimeout(drop, this.#options.commandTimeout);
     wire.write(farewell).then(drop, drop);
     return true;
   }
@@ -491,7 +508,8 @@ export class Connection {
         let size = 0;
         for (;;) {
           // Nothing is sent behind a barrier, so one in flight is always the last item.
-          if (this.#failure !== null || this.#down !== null) break;
+          // Nor after leaveWait()'s farewell: what is queued goes to the next connection.
+          if (this.#failure !== null || this.#down !== null || this.#leaving) break;
           if (this.#inflight.at(-1)?.options.barrier) break;
           const head = this.#queue[0];
           if (head === undefined || size >= 65536) break;
@@ -534,7 +552,7 @@ export class Connection {
           if (head.options.barrier) break;
         }
         // A batch is only started with nothing awaited, so a drop leaves it empty.
-        if (this.#failure !== null || this.#down !== null) return;
+        if (this.#failure !== null || this.#down !== null || this.#leaving) return;
         if (batch.length === 0) {
           if (this.#again) continue;
           return;
@@ -613,41 +631,61 @@ export class Connection {
 class Wire {
   owner: Connection | null;
   readonly #stream: TransportConnection;
-  readonly #reader: ReplyReader;
-  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Streams, for a transport without {@linkcode TransportConnection.raw}. */
+  readonly #reader: ReplyReader | null = null;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
+  readonly #raw: RawSocket | null = null;
   #closing: Promise<void> | null = null;
 
   constructor(stream: TransportConnection, owner: Connection, maxLineLength: number | undefined) {
     this.owner = owner;
     this.#stream = stream;
-    this.#reader = new ReplyReader(
-      stream.readable,
-      maxLineLength === undefined ? {} : { maxLineLength },
-    );
+    const limits = maxLineLength === undefined ? {} : { maxLineLength };
+    const raw = stream.raw;
+    if (raw !== undefined) {
+      // Callbacks: each reply handled as its bytes arrive, without a promise per reply.
+      this.#raw = raw;
+      const parser = new ReplyParser(
+        (reply) => this.owner?.onReply(reply),
+        (error) => {
+          if (this.#closing === null) this.owner?.onWireError(error);
+        },
+        limits,
+      );
+      raw.start({ data: (bytes) => parser.push(bytes), end: (error) => parser.end(error) });
+      return;
+    }
+    this.#reader = new ReplyReader(stream.readable, limits);
     this.#writer = stream.writable.getWriter();
     this.#writer.closed.catch(() => {});
-    void this.#readLoop();
+    void this.#readLoop(this.#reader);
   }
 
   write(bytes: Uint8Array): Promise<void> {
-    return this.#writer.write(bytes);
+    const raw = this.#raw;
+    if (raw === null) return this.#writer!.write(bytes);
+    try {
+      return raw.write(bytes) ? RESOLVED : raw.drained();
+    } catch (error) {
+      return Promise.reject(error);
+    }
   }
 
   /** Closes the streams; every call returns the same promise. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await this.#reader.cancel().catch(() => {});
-      await this.#writer.abort().catch(() => {});
+      await this.#reader?.cancel().catch(() => {});
+      await this.#writer?.abort().catch(() => {});
       await this.#stream.close().catch(() => {});
     })();
     return this.#closing;
   }
 
-  async #readLoop(): Promise<void> {
+  async #readLoop(reader: ReplyReader): Promise<void> {
     for (;;) {
       let reply: Reply;
       try {
-        reply = await this.#reader.read();
+        reply = await reader.read();
       } catch (error) {
         if (this.#closing === null) {
           this.owner?.onWireError(
@@ -662,6 +700,8 @@ class Wire {
     }
   }
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
 
 function text(reply: Reply): string {
   const first = replyLine(reply);

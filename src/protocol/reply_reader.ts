@@ -350,6 +350,120 @@ export class ReplyReader {
   }
 }
 
+/**
+ * Replies from bytes pushed in (a socket's callbacks), the same as
+ * {@linkcode ReplyReader} reads them from a stream, without a promise per
+ * reply: `onReply` is called for each complete reply, in order, and
+ * `onError` once, with a {@linkcode ProtocolError} (after which nothing
+ * more is parsed) or, at {@linkcode ReplyParser.end}, a
+ * {@linkcode ConnectionClosedError}.
+ *
+ * @example
+ * ```ts
+ * const replies: Reply[] = [];
+ * const parser = new ReplyParser((r) => replies.push(r), (e) => console.error(e));
+ * parser.push(new TextEncoder().encode("200 OK\n409 Unavailable\n"));
+ * replies.map((r) => r.code); // [200, 409]
+ * ```
+ */
+export class ReplyParser {
+  readonly #splitter: LineSplitter;
+  readonly #maxLineLength: number;
+  readonly #maxBlockBytes: number;
+  readonly #onReply: (reply: Reply) => void;
+  readonly #onError: (error: ELockError) => void;
+  /** A `200 STATS`/`200 DEBUG` whose data lines are being read. */
+  #block: { code: number; message: string; lines: string[]; bytes: number } | null = null;
+  #failed = false;
+  readonly #seen = new Map<string, Reply>();
+  readonly #line = (line: SplitLine): void => this.#take(line);
+
+  /**
+   * @param onReply gets each reply
+   * @param onError gets the error that ends the replies
+   * @param options limits; see {@linkcode ReplyReaderOptions}
+   */
+  constructor(
+    onReply: (reply: Reply) => void,
+    onError: (error: ELockError) => void,
+    options: ReplyReaderOptions = {},
+  ) {
+    this.#maxLineLength = positive("maxLineLength", options.maxLineLength, DEFAULT_MAX_LINE_LENGTH);
+    this.#maxBlockBytes = positive("maxBlockBytes", options.maxBlockBytes, DEFAULT_MAX_BLOCK_BYTES);
+    this.#splitter = new LineSplitter(this.#maxLineLength);
+    this.#onReply = onReply;
+    this.#onError = onError;
+  }
+
+  /** Parses `bytes` (read during the call only). */
+  push(bytes: Uint8Array): void {
+    if (!this.#failed) this.#splitter.push(bytes, this.#line);
+  }
+
+  /** The stream ended: a {@linkcode ConnectionClosedError}, saying whether a reply was cut. */
+  end(cause?: unknown): void {
+    if (this.#failed) return;
+    const where = this.#block !== null || this.#splitter.buffered > 0
+      ? ": in the middle of a reply"
+      : "";
+    this.#fail(
+      cause === undefined
+        ? new ConnectionClosedError(`Connection closed${where}`)
+        : new ConnectionClosedError("Connection closed: the stream failed", { cause }),
+    );
+  }
+
+  #fail(error: ELockError): void {
+    if (this.#failed) return;
+    this.#failed = true;
+    this.#onError(error);
+  }
+
+  #take(split: SplitLine): void {
+    if (this.#failed) return;
+    if (split === OVERLONG_LINE) {
+      return this.#fail(
+        new ProtocolError(`Reply line too long: more than ${this.#maxLineLength} bytes`),
+      );
+    }
+    const line = NON_ASCII.test(split) ? decoder.decode(encodeBinary(split)) : split;
+    const block = this.#block;
+    if (block !== null) {
+      if (line === "END") {
+        this.#block = null;
+        return this.#onReply({ code: block.code, message: block.message, lines: block.lines });
+      }
+      block.bytes += line.length;
+      if (block.bytes > this.#maxBlockBytes) {
+        return this.#fail(
+          new ProtocolError(`Reply block too long: more than ${this.#maxBlockBytes} bytes`),
+        );
+      }
+      block.lines.push(line);
+      return;
+    }
+    const seen = this.#seen.get(line);
+    if (seen !== undefined) return this.#onReply(seen);
+    const code = replyCode(line);
+    if (code < 0) {
+      return this.#fail(
+        new ProtocolError(`Invalid reply line: ${JSON.stringify(preview(line))}`),
+      );
+    }
+    const message = line.length > 4 ? line.slice(4) : "";
+    if (code === 200 && (message === "STATS" || message === "DEBUG")) {
+      this.#block = { code, message, lines: [], bytes: 0 };
+      return;
+    }
+    const reply: Reply = Object.freeze({ code, message, lines: NO_LINES });
+    if (line.length <= 64) {
+      if (this.#seen.size >= 16) this.#seen.clear();
+      this.#seen.set(line, reply);
+    }
+    this.#onReply(reply);
+  }
+}
+
 /** The code of a reply line `DDD` or `DDD message`, or -1 when it is neither. */
 function replyCode(line: string): number {
   if (line.length < 3 || (line.length > 3 && line.charCodeAt(3) !== 32)) return -1;

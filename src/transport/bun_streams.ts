@@ -16,7 +16,7 @@
  * @module
  */
 
-import { _closeGracefully } from "./transport.ts";
+import { _closeGracefully, type RawSink, type RawSocket } from "./transport.ts";
 
 /** The part of a Bun TCP socket these streams use. */
 export interface BunSocketLike {
@@ -38,6 +38,9 @@ export interface BunStreamState {
   closed: boolean;
   /** Called once the socket has closed. */
   onClosed: () => void;
+  /** Read by callbacks (`raw.start()`): bytes go to `sink`, not to the readable. */
+  raw?: boolean;
+  sink?: RawSink | null;
 }
 
 /**
@@ -65,6 +68,10 @@ export function newBunStreamState(): BunStreamState {
 export const bunSocketEvents = {
   /** Bytes arrived. */
   data(state: BunStreamState, socket: BunSocketLike, chunk: Uint8Array): void {
+    if (state.raw) {
+      state.sink?.data(chunk);
+      return;
+    }
     const controller = state.controller;
     if (controller === null) return;
     controller.enqueue(new Uint8Array(chunk));
@@ -85,11 +92,13 @@ export const bunSocketEvents = {
   /** The peer ended its side. */
   end(state: BunStreamState): void {
     endReadable(state);
+    endSink(state);
   },
   /** The socket closed. */
   close(state: BunStreamState): void {
     state.closed = true;
     endReadable(state);
+    endSink(state);
     failWrite(state, new Error("socket closed"));
     state.onClosed();
   },
@@ -123,6 +132,7 @@ export function bunSocketStreams(
   readable: ReadableStream<Uint8Array>;
   writable: WritableStream<Uint8Array>;
   close(): Promise<void>;
+  raw: RawSocket;
 } {
   const closed = new Promise<void>((resolve) => {
     if (state.closed) return resolve();
@@ -148,6 +158,7 @@ export function bunSocketStreams(
   const close = () =>
     closing ??= (() => {
       // From now on what arrives is dropped (no controller), and read so that it is.
+      state.sink = null;
       endReadable(state);
       socket.resume();
       return _closeGracefully(halfClose, () => socket.terminate(), closed);
@@ -181,7 +192,56 @@ export function bunSocketStreams(
       return close();
     },
   });
-  return { readable, writable, close };
+  const raw: RawSocket = {
+    start(sink) {
+      state.raw = true;
+      state.sink = closing === null ? sink : null;
+      state.controller = null;
+      if (state.closed) endSink(state);
+      socket.resume();
+    },
+    write(chunk) {
+      if (state.closed) throw new Error("socket closed");
+      if (state.unsent !== null) {
+        // Behind a partial write: taken on drain, in order.
+        const joined = new Uint8Array(state.unsent.length + chunk.length);
+        joined.set(state.unsent);
+        joined.set(chunk, state.unsent.length);
+        state.unsent = joined;
+        return false;
+      }
+      const n = socket.write(chunk);
+      if (n === chunk.length) return true;
+      if (n < 0) throw new Error("socket closed");
+      state.unsent = chunk.subarray(n);
+      return false;
+    },
+    drained() {
+      if (state.closed) return Promise.reject(new Error("socket closed"));
+      if (state.unsent === null) return Promise.resolve();
+      return new Promise<void>((resolve, reject) => {
+        // Another writer may be waiting already (the pump and a farewell): both are told.
+        const before = state.written;
+        state.written = before === null ? { resolve, reject } : {
+          resolve() {
+            before.resolve();
+            resolve();
+          },
+          reject(error) {
+            before.reject(error);
+            reject(error);
+          },
+        };
+      });
+    },
+  };
+  return { readable, writable, close, raw };
+}
+
+function endSink(state: BunStreamState): void {
+  const sink = state.sink;
+  state.sink = null;
+  sink?.end();
 }
 
 function endReadable(state: BunStreamState): void {

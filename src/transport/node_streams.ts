@@ -6,7 +6,7 @@
  * @module
  */
 
-import { _closeGracefully } from "./transport.ts";
+import { _closeGracefully, type RawSink, type RawSocket } from "./transport.ts";
 
 /** The part of a Node `net.Socket` these streams use. */
 export interface NodeSocketLike {
@@ -47,6 +47,7 @@ export function nodeSocketStreams(
   readable: ReadableStream<Uint8Array>;
   writable: WritableStream<Uint8Array>;
   close(): Promise<void>;
+  raw: RawSocket;
 } {
   socket.on("error", () => {
     // "close" follows; the streams report the end.
@@ -62,10 +63,19 @@ export function nodeSocketStreams(
       // Already closed or cancelled.
     }
   };
+  /** Set by `raw.start()`: bytes go there instead of to the readable. */
+  let sink: RawSink | null = null;
+  let rawMode = false;
+  const endSink = () => {
+    const s = sink;
+    sink = null;
+    s?.end();
+  };
   let closing: Promise<void> | null = null;
   const close = () =>
     closing ??= (() => {
       // From now on what arrives is dropped, and read so that it is.
+      sink = null;
       endReadable();
       socket.resume();
       return _closeGracefully(() => socket.end(), () => socket.destroy(), closed);
@@ -74,12 +84,20 @@ export function nodeSocketStreams(
     start(controller) {
       deliver = controller;
       socket.on("data", (chunk: Uint8Array) => {
+        if (rawMode) {
+          sink?.data(chunk);
+          return;
+        }
         if (deliver === null) return;
         deliver.enqueue(chunk);
         if ((deliver.desiredSize ?? 1) <= 0) socket.pause();
       });
-      socket.on("end", endReadable);
-      socket.on("close", endReadable);
+      const ended = () => {
+        endReadable();
+        endSink();
+      };
+      socket.on("end", ended);
+      socket.on("close", ended);
     },
     pull() {
       socket.resume();
@@ -112,5 +130,32 @@ export function nodeSocketStreams(
       return close();
     },
   });
-  return { readable, writable, close };
+  const drained = () =>
+    new Promise<void>((resolve, reject) => {
+      if (socket.destroyed || !socket.writable) return reject(new Error("socket closed"));
+      const done = (error?: Error) => {
+        socket.off("drain", onDrain);
+        socket.off("close", onClose);
+        error ? reject(error) : resolve();
+      };
+      const onDrain = () => done();
+      const onClose = () => done(new Error("socket closed"));
+      socket.on("drain", onDrain);
+      socket.on("close", onClose);
+    });
+  const raw: RawSocket = {
+    start(to) {
+      rawMode = true;
+      sink = closing === null ? to : null;
+      deliver = null;
+      if (closing === null && socket.destroyed) endSink();
+      socket.resume();
+    },
+    write(chunk) {
+      if (socket.destroyed || !socket.writable) throw new Error("socket closed");
+      return socket.write(chunk);
+    },
+    drained,
+  };
+  return { readable, writable, close, raw };
 }
