@@ -48,6 +48,11 @@ Options:
                          MS ms of silence; 0 turns it off (default ${DEFAULT_KEEPALIVE_MS})
   --tls-cert FILE        serve TLS with this PEM certificate (chain); needs --tls-key
   --tls-key FILE         the PEM private key of --tls-cert
+  --store STORE          where the lock table lives: memory (default) or etcd
+  --etcd-endpoints URLS  etcd client URLs for --store etcd, comma-separated
+                         (http://127.0.0.1:2379,...); servers on one etcd
+                         cluster share one table, and sessions resume on any
+  --etcd-prefix PREFIX   key prefix of the table in etcd (default elock/)
   --verbose              also log every command and its reply
   -h, --help             show this help
 `;
@@ -67,6 +72,9 @@ const FLAGS = {
   keepalive: { type: "string" },
   "tls-cert": { type: "string" },
   "tls-key": { type: "string" },
+  store: { type: "string" },
+  "etcd-endpoints": { type: "string" },
+  "etcd-prefix": { type: "string" },
   verbose: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
@@ -128,6 +136,7 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
   const keepAlive = wholeFlag(values, "keepalive", 0, DEFAULT_KEEPALIVE_MS);
   if (values.host === "") throw new UsageError("option --host needs a value");
   const tls = parseTls(values["tls-cert"], values["tls-key"]);
+  const store = parseStore(values.store, values["etcd-endpoints"], values["etcd-prefix"]);
   return {
     hostname: values.host ?? "127.0.0.1",
     port,
@@ -141,7 +150,41 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     verbose: values.verbose ?? false,
     ...limits,
     ...(tls === undefined ? {} : { tls }),
+    ...store,
   };
+}
+
+/** `--store`, `--etcd-endpoints` and `--etcd-prefix`, those given. */
+function parseStore(
+  store: string | undefined,
+  endpoints: string | undefined,
+  prefix: string | undefined,
+): Pick<ServerOptions, "store" | "etcdEndpoints" | "etcdPrefix"> {
+  if (store === undefined) {
+    if (endpoints !== undefined || prefix !== undefined) {
+      throw new UsageError("options --etcd-endpoints and --etcd-prefix need --store etcd");
+    }
+    return {};
+  }
+  if (store === "memory") {
+    if (endpoints !== undefined || prefix !== undefined) {
+      throw new UsageError("options --etcd-endpoints and --etcd-prefix need --store etcd");
+    }
+    return { store };
+  }
+  if (store !== "etcd") {
+    throw new UsageError(`invalid --store ${quote(store)} (expected memory or etcd)`);
+  }
+  if (endpoints === undefined) throw new UsageError("option --store etcd needs --etcd-endpoints");
+  const urls = endpoints.split(",").map((u) => u.trim()).filter((u) => u !== "");
+  if (urls.length === 0) throw new UsageError("option --etcd-endpoints needs a value");
+  for (const url of urls) {
+    if (!/^https?:\/\/[^/\s]+$/.test(url)) {
+      throw new UsageError(`invalid etcd endpoint ${quote(url)} (expected http://host:port)`);
+    }
+  }
+  if (prefix === "") throw new UsageError("option --etcd-prefix needs a value");
+  return { store, etcdEndpoints: urls, ...(prefix === undefined ? {} : { etcdPrefix: prefix }) };
 }
 
 /** `--max-held-keys`, `--max-waiters-per-key` and `--grace`, those given. */
@@ -244,7 +287,10 @@ export async function runServer(options: ServerOptions, io: CliIo): Promise<numb
     return 1;
   }
   const where = formatAddress(server.hostname, server.port);
-  log(`${server.dialect} server listening on ${where}${options.tls ? " (TLS)" : ""}`);
+  const store = options.store === "etcd"
+    ? ` (lock table on etcd: ${options.etcdEndpoints?.join(",")})`
+    : "";
+  log(`${server.dialect} server listening on ${where}${options.tls ? " (TLS)" : ""}${store}`);
   const signal = io.signal;
   if (!signal.aborted) {
     await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));

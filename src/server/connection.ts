@@ -1,7 +1,12 @@
 /**
  * Serves one client connection: reads command lines from a web
- * `ReadableStream`, runs them against the {@linkcode LockTable} strictly in
- * order, and writes the replies to a web `WritableStream`.
+ * `ReadableStream`, runs them against the lock table (a {@linkcode LockStore}:
+ * the in-memory {@linkcode LockTable}, whose answers are plain values, or
+ * the etcd store, whose answers are promises) strictly in order, and writes
+ * the replies to a web `WritableStream`. A store operation that fails
+ * (etcd unreachable) is answered with an error line
+ * (`500 Lock store unavailable`, original dialect `400 ...`); the connection
+ * stays usable.
  *
  * @module
  */
@@ -14,7 +19,9 @@ import {
 } from "../protocol/line_splitter.ts";
 import { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "../protocol/limits.ts";
 import type { DialectReplies } from "./dialect.ts";
-import type { LockResult, LockTable, Session } from "./lock_table.ts";
+import { LockTable } from "./lock_table.ts";
+import type { LockResult, Session, UnlockResult } from "./lock_table.ts";
+import type { LockStore, MaybePromise, StoreDebug, StoreSession } from "./store.ts";
 
 /**
  * A byte stream to one client, as a listener adapter hands it over.
@@ -132,7 +139,7 @@ export interface ServerCounters {
 
 /** What every connection of one server shares. */
 export interface ConnectionContext {
-  readonly table: LockTable;
+  readonly table: LockStore;
   readonly replies: DialectReplies;
   readonly maxLineLength: number;
   /** Longest reply built, in bytes; a longer one is answered with an error line. */
@@ -283,7 +290,12 @@ class SessionHandler {
   #queue: SplitLine[] = [];
   #queueHead = 0;
   #queuedBytes = 0;
-  #session: Session;
+  #session!: StoreSession;
+  /** The session being created (a store that answers with promises). */
+  #creating: Promise<StoreSession> | null = null;
+  /** The detach of the session, once started (awaited before `run()` resolves). */
+  #detaching: MaybePromise<void> = undefined;
+  readonly #storeErrorReply: string;
   #commands = 0;
   /** Replies not written yet. */
   #out = "";
@@ -308,11 +320,28 @@ class SessionHandler {
     this.#conn = conn;
     this.#ctx = ctx;
     this.#fixed = fixedOf(ctx.replies);
-    this.#session = ctx.table.createSession();
+    this.#storeErrorReply = errorLine(ctx.replies, "Lock store unavailable");
+    const created = ctx.table.createSession();
+    if (created instanceof Promise) {
+      this.#creating = created;
+      // Nothing is read before the session exists (some listeners hand
+      // bytes that come before `start` to their streams).
+      conn.raw?.pause();
+    } else this.#session = created;
   }
 
   async run(): Promise<void> {
     const { table, onEvent, idleTimeoutMs } = this.#ctx;
+    if (this.#creating !== null) {
+      try {
+        this.#session = await this.#creating;
+        this.#watchLoss();
+      } catch {
+        // No session (the store is unreachable): say so, and close.
+        await refuseConnection(this.#conn, this.#ctx.replies, "Lock store unavailable");
+        return;
+      }
+    }
     onEvent?.({ type: "connect", session: this.#session.id, remote: this.#conn.remoteAddress });
     if (idleTimeoutMs > 0) {
       this.#lastInput = Date.now();
@@ -326,6 +355,7 @@ class SessionHandler {
     clearTimeout(this.#idleTimer);
     clearTimeout(this.#graceTimer);
     this.#detach();
+    if (this.#detaching instanceof Promise) await this.#detaching.catch(() => {});
     this.#writer?.releaseLock();
     this.#conn.close();
     onEvent?.({
@@ -336,12 +366,33 @@ class SessionHandler {
     });
   }
 
+  /** A session the store loses (its etcd lease ran out) ends the connection: the client learns it at once. */
+  #watchLoss(): void {
+    this.#session.onLost = () => this.#conn.abort();
+  }
+
   /** Detaches the session from the connection (once): its release timeout starts. */
   #detach(): void {
     if (this.#detached) return;
     this.#detached = true;
     this.#held = this.#session.held.size;
-    this.#ctx.table.disconnect(this.#session);
+    this.#detaching = this.#ctx.table.disconnect(this.#session);
+  }
+
+  /**
+   * `format` of a store answer: now for a plain value, later for a promise.
+   * A failed store operation answers the store error line; a session the
+   * store lost (its lease gone) then ends the connection, so the client
+   * learns it at once.
+   */
+  #then<T>(answer: MaybePromise<T>, format: (value: T) => string): string | Promise<string> {
+    if (!(answer instanceof Promise)) return format(answer);
+    return answer.then(format, () => {
+      if (this.#session.lost === true) {
+        this.#quitting = true;
+      }
+      return this.#storeErrorReply;
+    });
   }
 
   /** Reads through the socket's callbacks until the connection ends. */
@@ -377,6 +428,7 @@ class SessionHandler {
         done = true;
         resolve();
       });
+      if (this.#creating !== null) raw.resume();
     });
   }
 
@@ -642,69 +694,83 @@ class SessionHandler {
         break;
       case "fence":
         // This server's extension: the fencing token of a key the session holds.
-        if (argc === 1) return replies.fence(table.fence(session, words[1]!)) + eol;
+        if (argc === 1) {
+          return this.#then(table.fence(session, words[1]!), (t) => replies.fence(t) + eol);
+        }
         break;
       case "unlock_all":
         if (argc !== 0) break;
-        table.unlockAll(session);
-        return replies.unlockAll + eol;
+        return this.#then(table.unlockAll(session), () => replies.unlockAll + eol);
       case "conn_id": {
         if (argc === 0) return `200 ${session.secret}${eol}`;
         if (argc !== 1) break;
         if (replies.resumeFirstOnly && !first) return replies.resume("active") + eol;
-        const { result, session: next } = table.resume(session, words[1]!);
-        if (result === "resumed") {
-          this.#session = next;
-          this.#ctx.onEvent?.({
-            type: "resume",
-            session: next.id,
-            remote: this.#conn.remoteAddress,
-          });
-        }
-        return replies.resume(result) + eol;
+        return this.#then(table.resume(session, words[1]!), ({ result, session: next }) => {
+          if (result === "resumed") {
+            this.#session = next;
+            if (this.#creating !== null) this.#watchLoss();
+            this.#ctx.onEvent?.({
+              type: "resume",
+              session: next.id,
+              remote: this.#conn.remoteAddress,
+            });
+          }
+          return replies.resume(result) + eol;
+        });
       }
       case "set_timeout": {
         if (argc !== 1) break;
         const ms = parseWhole(words[1]!, MAX_TIMEOUT_MS);
         if (ms === null) return replies.badNumber(words[1]!) + eol;
-        session.releaseTimeout = ms;
-        return replies.setTimeout + eol;
+        return this.#then(table.setReleaseTimeout(session, ms), () => replies.setTimeout + eol);
       }
       case "stats": {
         if (argc !== 0) break;
-        const sessions = table.sessions.size;
-        const refused = this.#ctx.counters.refusedConnections;
-        return "200 STATS" + eol +
-          `STAT clients ${sessions}${eol}` +
-          `STAT locks ${table.lockCount}${eol}` +
-          `STAT monitoring ${sessions}${eol}` +
-          // Only once there is something to say: the two reference servers
-          // print the three counters above and nothing else.
-          (refused > 0 ? `STAT refused_connections ${refused}${eol}` : "") +
-          "END" + eol;
+        return this.#then(table.stats(), ({ clients, locks }) => {
+          const refused = this.#ctx.counters.refusedConnections;
+          return "200 STATS" + eol +
+            `STAT clients ${clients}${eol}` +
+            `STAT locks ${locks}${eol}` +
+            `STAT monitoring ${clients}${eol}` +
+            // Only once there is something to say: the two reference servers
+            // print the three counters above and nothing else.
+            (refused > 0 ? `STAT refused_connections ${refused}${eol}` : "") +
+            "END" + eol;
+        });
       }
       case "debug":
         if (!replies.hasDebug || argc !== 0) break;
-        return debugReply(table, eol, this.#ctx.maxReplyBytes) ?? this.#fixed.tooLarge;
+        if (table instanceof LockTable) {
+          return debugReply(table, eol, this.#ctx.maxReplyBytes) ?? this.#fixed.tooLarge;
+        }
+        return this.#then(
+          table.debug(),
+          (d) => storeDebugReply(d, eol, this.#ctx.maxReplyBytes) ?? this.#fixed.tooLarge,
+        );
       case "quit":
         if (argc !== 0) break;
         // The original server closes the connection (locks then follow the
         // disconnect rule); the extended one releases every lock.
         if (replies.quitCloses) this.#quitting = true;
-        else table.unlockAll(session);
+        else return this.#then(table.unlockAll(session), () => replies.quit + eol);
         return replies.quit + eol;
     }
     return replies.unknown(command) + eol;
   }
 
-  #unlock(key: string): string {
+  #unlock(key: string): string | Promise<string> {
     const table = this.#ctx.table;
-    const waiting = table.waitingCount;
-    const result = table.unlock(this.#session, key);
-    if (result.kind === "released") {
-      if (table.waitingCount < waiting) this.#handedOver = true;
-      return this.#fixed.released;
+    if (!(table instanceof LockTable)) {
+      return this.#then(table.unlock(this.#session, key), (r) => this.#unlockReply(r));
     }
+    const waiting = table.waitingCount;
+    const result = table.unlock(this.#session as Session, key);
+    if (result.kind === "released" && table.waitingCount < waiting) this.#handedOver = true;
+    return this.#unlockReply(result);
+  }
+
+  #unlockReply(result: UnlockResult): string {
+    if (result.kind === "released") return this.#fixed.released;
     if (result.kind === "not_yours" && this.#tooLarge(result.holders, null)) {
       return this.#fixed.tooLarge;
     }
@@ -722,8 +788,10 @@ class SessionHandler {
     // Once the client has gone, nothing may wait on its behalf.
     const result = table.lock(this.#session, key, value, this.#ended ? 0 : seconds * 1000);
     if (result instanceof Promise) {
-      this.#ctx.onEvent?.({ type: "wait", session: this.#session.id, key });
-      return result.then((r) => this.#lockReply(r));
+      if (table instanceof LockTable) {
+        this.#ctx.onEvent?.({ type: "wait", session: this.#session.id, key });
+      }
+      return this.#then(result, (r) => this.#lockReply(r));
     }
     return this.#lockReply(result);
   }
@@ -762,6 +830,29 @@ async function afterGrants(): Promise<void> {
   await null;
   await null;
   await null;
+}
+
+/** The `debug` reply of a store's snapshot, or null if it would be longer than `limit` bytes. */
+function storeDebugReply(d: StoreDebug, eol: string, limit: number): string | null {
+  let out = `200 DEBUG${eol}`;
+  for (const s of d.sessions) {
+    const id = /^[1-9][0-9]{0,14}$/.test(s.id) ? s.id : JSON.stringify(s.id);
+    const tail = s.expiresIn === null ? "null" : `1,"expiresIn":${s.expiresIn}`;
+    out +=
+      `SESSION {"id":${id},"disposeTimeout":${s.releaseTimeout},"disposeTimeoutId":${tail}}${eol}`;
+    if (out.length > limit) return null;
+  }
+  for (const l of d.locks) {
+    const who = l.holders.map((h) => `#${h}`).join(", ");
+    out += `LOCK ${l.key} ${who}${l.value === null ? "" : ` (${l.value})`}${eol}`;
+    if (out.length > limit) return null;
+  }
+  for (const r of d.requests) {
+    out += `REQUEST #${r.session} ${r.key}${eol}`;
+    if (out.length > limit) return null;
+  }
+  out += `END${eol}`;
+  return out.length > limit ? null : out;
 }
 
 function parseWhole(text: string, max: number): number | null {

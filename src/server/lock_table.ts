@@ -14,6 +14,7 @@
 
 import { MAX_WAIT_SECONDS } from "../protocol/limits.ts";
 import { sessionName } from "../protocol/session_name.ts";
+import type { LockStore, StoreDebug, StoreStats } from "./store.ts";
 
 /** A client session; it outlives its connection for `releaseTimeout` ms. */
 export interface Session {
@@ -174,7 +175,7 @@ export const MAX_WAIT_MS: number = MAX_WAIT_SECONDS * 1000;
  * table.lock(a, "k", null, 0); // { kind: "acquired" }
  * ```
  */
-export class LockTable {
+export class LockTable implements LockStore<Session> {
   /** Sessions by secret id. */
   readonly sessions: Map<string, Session> = new Map();
   readonly keys: Map<string, KeyState> = new Map();
@@ -421,6 +422,35 @@ export class LockTable {
    */
   publicName(secret: string): string {
     return this.#sequential ? secret : sessionName(secret);
+  }
+
+  /** Sets the release timeout of `session`, in ms (the store seam's `set_timeout`). */
+  setReleaseTimeout(session: Session, ms: number): void {
+    session.releaseTimeout = ms;
+  }
+
+  /** `stats` of the table (O(1)). */
+  stats(): StoreStats {
+    return { clients: this.sessions.size, locks: this.#locked };
+  }
+
+  /** `debug` of the table: every session, lock and queued request. */
+  debug(): StoreDebug {
+    const now = Date.now();
+    const sessions = [...this.sessions.values()].map((s) => ({
+      id: s.id,
+      releaseTimeout: s.releaseTimeout,
+      expiresIn: s.connected ? null : Math.max(0, s.expiresAt - now),
+    }));
+    const locks: StoreDebug["locks"][number][] = [];
+    const requests: StoreDebug["requests"][number][] = [];
+    for (const state of this.keys.values()) {
+      if (state.holders.size > 0) {
+        locks.push({ key: state.key, holders: ids(state.holders), value: state.value });
+      }
+      for (const w of state.queue) requests.push({ session: w.session.id, key: w.key });
+    }
+    return { sessions, locks, requests };
   }
 
   /** Number of locked keys (kept as locks come and go: O(1)). */

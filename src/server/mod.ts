@@ -23,6 +23,8 @@ import { type Dialect, dialectReplies } from "./dialect.ts";
 import type { Listen, ServerTlsOptions } from "./listener.ts";
 import { runtimeListen } from "./runtime_listen.ts";
 import { LockTable } from "./lock_table.ts";
+import { EtcdStore } from "./etcd/store.ts";
+import type { LockStore } from "./store.ts";
 import { DEFAULT_PORT, MAX_TIMEOUT_MS } from "../protocol/limits.ts";
 
 export type { Dialect } from "./dialect.ts";
@@ -160,6 +162,26 @@ export interface ServerOptions {
    * lock without a wait is refused (`409`).
    */
   graceMs?: number;
+  /**
+   * Where the lock table lives (default `memory`): `memory`, in this
+   * process; `etcd`, in an etcd cluster (`etcdEndpoints`), so that any
+   * number of servers on it behave as one server, and a session resumes on
+   * any of them. With `etcd`, a command etcd does not answer (no quorum) is
+   * answered `500 Lock store unavailable` (original dialect `400 ...`) and
+   * nothing is granted; `sequentialIds` and `graceMs` are not supported.
+   */
+  store?: "memory" | "etcd";
+  /**
+   * Client URLs of the etcd members (`http://host:port`), for `store: "etcd"`.
+   *
+   * @example
+   * ```ts ignore
+   * await startServer({ store: "etcd", etcdEndpoints: ["http://127.0.0.1:2379"] });
+   * ```
+   */
+  etcdEndpoints?: readonly string[];
+  /** Key prefix of the table in etcd (default `elock/`): servers that share it share a table. */
+  etcdPrefix?: string;
   /** Called for each connection event (and each command, with `verbose`). */
   onEvent?: (event: ServerEvent) => void;
   /** Report every command to `onEvent`, not only connection events. */
@@ -263,16 +285,42 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
   ) {
     throw new TypeError("Invalid tls option: expected { cert, key } as PEM strings");
   }
-  const table = new LockTable({
-    sequentialIds: options.sequentialIds ?? false,
-    defaultReleaseTimeout: options.defaultReleaseTimeout ?? 30_000,
-    detectDeadlocks: dialect === "extended",
-    ...(options.maxHeldKeys === undefined ? {} : { maxHeldKeys: options.maxHeldKeys }),
-    ...(options.maxWaitersPerKey === undefined
-      ? {}
-      : { maxWaitersPerKey: options.maxWaitersPerKey }),
-    ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
-  });
+  const storeKind = options.store ?? "memory";
+  if (storeKind !== "memory" && storeKind !== "etcd") {
+    throw new RangeError(`Unknown store: "${storeKind}" (expected "memory" or "etcd")`);
+  }
+  if (storeKind === "etcd") {
+    if (options.etcdEndpoints === undefined || options.etcdEndpoints.length === 0) {
+      throw new RangeError('store "etcd" needs etcdEndpoints (http://host:port, ...)');
+    }
+    if (options.sequentialIds === true) {
+      throw new RangeError('sequentialIds is not supported with store "etcd"');
+    }
+    if ((options.graceMs ?? 0) > 0) {
+      throw new RangeError('graceMs is not supported with store "etcd"');
+    }
+  }
+  const table: LockStore = storeKind === "etcd"
+    ? await EtcdStore.connect({
+      endpoints: options.etcdEndpoints!,
+      ...(options.etcdPrefix === undefined ? {} : { prefix: options.etcdPrefix }),
+      defaultReleaseTimeout: options.defaultReleaseTimeout ?? 30_000,
+      detectDeadlocks: dialect === "extended",
+      ...(options.maxHeldKeys === undefined ? {} : { maxHeldKeys: options.maxHeldKeys }),
+      ...(options.maxWaitersPerKey === undefined
+        ? {}
+        : { maxWaitersPerKey: options.maxWaitersPerKey }),
+    })
+    : new LockTable({
+      sequentialIds: options.sequentialIds ?? false,
+      defaultReleaseTimeout: options.defaultReleaseTimeout ?? 30_000,
+      detectDeadlocks: dialect === "extended",
+      ...(options.maxHeldKeys === undefined ? {} : { maxHeldKeys: options.maxHeldKeys }),
+      ...(options.maxWaitersPerKey === undefined
+        ? {}
+        : { maxWaitersPerKey: options.maxWaitersPerKey }),
+      ...(options.graceMs === undefined ? {} : { graceMs: options.graceMs }),
+    });
   const counters: ServerCounters = { refusedConnections: 0 };
   const replies = dialectReplies(dialect);
   const context = {
@@ -288,33 +336,46 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
   const open = new Map<ServerConnection, Promise<void>>();
   const refused = new Set<ServerConnection>();
   const listen = options.listen ?? await runtimeListen();
-  const listener = await listen(
-    {
-      hostname: options.hostname ?? "127.0.0.1",
-      port,
-      keepAlive,
-      ...(tls === undefined ? {} : { tls }),
-    },
-    (conn) => {
-      if (open.size >= maxConnections) {
-        counters.refusedConnections++;
-        refused.add(conn);
-        void refuseConnection(conn, replies, "Too many connections")
-          .finally(() => refused.delete(conn));
-        return;
-      }
-      open.set(conn, serveConnection(conn, context).finally(() => open.delete(conn)));
-    },
-  );
+  let listener;
+  try {
+    listener = await listen(
+      {
+        hostname: options.hostname ?? "127.0.0.1",
+        port,
+        keepAlive,
+        ...(tls === undefined ? {} : { tls }),
+      },
+      (conn) => {
+        if (open.size >= maxConnections) {
+          counters.refusedConnections++;
+          refused.add(conn);
+          void refuseConnection(conn, replies, "Too many connections")
+            .finally(() => refused.delete(conn));
+          return;
+        }
+        open.set(conn, serveConnection(conn, context).finally(() => open.delete(conn)));
+      },
+    );
+  } catch (e) {
+    await table.close();
+    throw e;
+  }
   let closing: Promise<void> | null = null;
   const close = () =>
     closing ??= (async () => {
       await listener.close();
       for (const conn of open.keys()) conn.abort();
       for (const conn of refused) conn.abort();
-      // Answers every waiting lock, so no handler stays parked in a wait.
-      table.close();
-      await Promise.all(open.values());
+      if (table instanceof LockTable) {
+        // Answers every waiting lock, so no handler stays parked in a wait.
+        table.close();
+        await Promise.all(open.values());
+      } else {
+        // The handlers withdraw their waits and detach their sessions in
+        // etcd (their locks then follow the release timeout), then the store goes.
+        await Promise.all(open.values());
+        await table.close();
+      }
     })();
   return {
     hostname: listener.hostname,

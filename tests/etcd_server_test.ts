@@ -1,0 +1,249 @@
+/**
+ * The bundled server on the etcd store, end to end: two servers on one etcd
+ * (tests/support/etcd.ts; the test fails when etcd is not installed), real
+ * TCP, both dialects, through ELockClient and raw lines.
+ *
+ * @module
+ */
+
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { ELockClient } from "../mod.ts";
+import { startServer } from "../src/server/mod.ts";
+import { parseServerArgs } from "../src/cli/server_command.ts";
+import { UsageError } from "../src/cli/subcommand.ts";
+import { DIALECTS } from "./support/client_server.ts";
+import { startEtcd } from "./support/etcd.ts";
+import { Cli, SLOW } from "./support/cli_process.ts";
+import { LineClient } from "./support/line_client.ts";
+import { runProcess } from "./support/run_process.ts";
+import { join } from "node:path";
+import process from "node:process";
+import { until } from "./support/wait.ts";
+
+for (const dialect of DIALECTS) {
+  test(
+    `[${dialect}] etcd store: a client fails over from A to B and resumes there with its lock`,
+    SLOW,
+    async () => {
+      await using etcd = await startEtcd();
+      const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+      const a = await startServer(options);
+      await using b = await startServer(options);
+      await using client = await ELockClient.connect({
+        hosts: [`127.0.0.1:${a.port}`, `127.0.0.1:${b.port}`],
+        releaseTimeout: 10_000,
+        reconnect: { initialDelay: 10, maxDelay: 50 },
+      });
+      assert.equal(client.port, a.port);
+      const lock = await client.acquire("k");
+      await using probe = await ELockClient.connect({ port: b.port });
+      assert.equal(await probe.lock("k"), false, "held through A, refused through B");
+      let resumed = 0;
+      client.addEventListener("resume", () => resumed++);
+      await a.close();
+      await until(() => client.port === b.port && resumed > 0, "the client resumed on B", 20_000);
+      assert.equal(lock.lost, false, "the lock survived the fail-over");
+      assert.equal(await probe.lock("k"), false, "still held, now through B");
+      assert.equal(await lock.release(), true);
+      assert.equal(await probe.lock("k"), true);
+    },
+  );
+
+  test(
+    `[${dialect}] etcd store: two servers, one table on the wire (stats, refusals)`,
+    SLOW,
+    async () => {
+      await using etcd = await startEtcd();
+      const options = { port: 0, dialect, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+      await using a = await startServer(options);
+      await using b = await startServer(options);
+      await using ca = await ELockClient.connect({ port: a.port });
+      await using cb = await ELockClient.connect({ port: b.port });
+      assert.equal(await ca.lock("x"), true);
+      assert.equal(await cb.lock("x"), false);
+      const stats = await cb.stats();
+      assert.equal(stats.clients, 2);
+      assert.equal(stats.locks, 1);
+      assert.equal(await ca.unlock("x"), true);
+      assert.equal(await cb.lock("x", { timeout: 5_000 }), true);
+    },
+  );
+}
+
+test(
+  "etcd store: without a quorum a command answers an error line, the connection stays usable",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd(3);
+    const options = { port: 0, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+    await using ext = await startServer({ ...options, dialect: "extended" });
+    await using orig = await startServer({ ...options, dialect: "original" });
+    await using ce = await LineClient.connect(ext.port);
+    await using co = await LineClient.connect(orig.port);
+    assert.equal(await ce.request("lock before"), "200 Lock acquired");
+    assert.equal(await co.request("lock before2"), "200 Acquired\r");
+    await etcd.kill(1);
+    await etcd.kill(2);
+    assert.equal(await ce.request("lock k", 30_000), "500 Lock store unavailable");
+    assert.equal(await co.request("lock k2", 30_000), "400 Lock store unavailable\r");
+    assert.equal(await ce.request("unlock before", 30_000), "500 Lock store unavailable");
+    assert.equal(await ce.request("stats", 30_000), "500 Lock store unavailable");
+    assert.equal(ce.ended, false);
+    assert.equal(co.ended, false);
+    await etcd.restart(1);
+    // Once the quorum is back, the same connections go on (the key is granted, or
+    // found granted to this session by the request whose answer was lost).
+    await until(
+      async () => (await ce.request("lock k", 30_000)) === "200 Lock acquired",
+      "ext",
+      30_000,
+    );
+    await until(
+      async () => (await co.request("lock k2", 30_000)) === "200 Acquired\r",
+      "orig",
+      30_000,
+    );
+    assert.equal(await ce.request("unlock before"), "200 Lock released");
+  },
+);
+
+test(
+  "etcd store: SIGKILL of the server a client is on: it fails over and resumes with its lock",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    const server = new Cli([
+      "server",
+      "--port",
+      "0",
+      "--store",
+      "etcd",
+      "--etcd-endpoints",
+      etcd.endpoints.join(","),
+    ]);
+    try {
+      const [, port] = await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/);
+      await using b = await startServer({ port: 0, store: "etcd", etcdEndpoints: etcd.endpoints });
+      await using client = await ELockClient.connect({
+        hosts: [`127.0.0.1:${port}`, `127.0.0.1:${b.port}`],
+        releaseTimeout: 10_000,
+        reconnect: { initialDelay: 10, maxDelay: 50 },
+      });
+      assert.equal(client.port, Number(port));
+      const lock = await client.acquire("k");
+      await using probe = await ELockClient.connect({ port: b.port });
+      assert.equal(await probe.lock("other"), true);
+      assert.equal(await probe.lock("k"), false);
+      let resumed = 0;
+      client.addEventListener("resume", () => resumed++);
+      server.signal("SIGKILL");
+      await server.exit();
+      await until(() => client.port === b.port && resumed > 0, "the client resumed on B", 30_000);
+      assert.equal(lock.lost, false, "the lock survived the server's death");
+      assert.equal(await probe.lock("k"), false, "still held, now through B");
+      assert.equal(await probe.unlock("other"), true, "B's own client was not disturbed");
+      assert.equal(await lock.release(), true);
+      assert.equal(await probe.lock("k"), true);
+    } finally {
+      await server.dispose();
+    }
+  },
+);
+
+test("elock server: --store etcd and --etcd-endpoints are parsed, bad ones refused", () => {
+  const options = parseServerArgs([
+    "--store",
+    "etcd",
+    "--etcd-endpoints",
+    "http://127.0.0.1:2379,http://127.0.0.1:2380",
+    "--etcd-prefix",
+    "t/",
+  ]);
+  assert.ok(options !== "help");
+  assert.equal(options.store, "etcd");
+  assert.deepEqual(options.etcdEndpoints, ["http://127.0.0.1:2379", "http://127.0.0.1:2380"]);
+  assert.equal(options.etcdPrefix, "t/");
+  const memory = parseServerArgs([]);
+  assert.ok(memory !== "help" && memory.store === undefined);
+  for (
+    const args of [
+      ["--store", "etcd"],
+      ["--etcd-endpoints", "http://127.0.0.1:2379"],
+      ["--store", "zookeeper"],
+      ["--store", "etcd", "--etcd-endpoints", "127.0.0.1:2379"],
+      ["--store", "memory", "--etcd-endpoints", "http://127.0.0.1:2379"],
+    ]
+  ) {
+    assert.throws(() => parseServerArgs(args), UsageError, args.join(" "));
+  }
+});
+
+test("startServer: store etcd without endpoints, or with sequential ids, is refused", async () => {
+  await assert.rejects(startServer({ port: 0, store: "etcd" }), RangeError);
+  await assert.rejects(
+    startServer({
+      port: 0,
+      store: "etcd",
+      etcdEndpoints: ["http://127.0.0.1:2379"],
+      sequentialIds: true,
+    }),
+    RangeError,
+  );
+});
+
+test(
+  "etcd store: a server paused past its sessions' leases grants nothing from stale state",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    const server = new Cli([
+      "server",
+      "--port",
+      "0",
+      "--store",
+      "etcd",
+      "--etcd-endpoints",
+      etcd.endpoints.join(","),
+    ]);
+    try {
+      const [, port] = await server.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/);
+      await using b = await startServer({ port: 0, store: "etcd", etcdEndpoints: etcd.endpoints });
+      await using ca = await LineClient.connect(Number(port));
+      await using cb = await LineClient.connect(b.port);
+      assert.equal(await ca.request("set_timeout 1000"), "200 OK");
+      assert.equal(await ca.request("lock k"), "200 Lock acquired");
+      cb.send("lock k 60");
+      server.signal("SIGSTOP");
+      // A's keepalives stop: the session's lease runs out and B's waiter gets the key.
+      assert.equal(await cb.line(60_000), "200 Lock acquired");
+      server.signal("SIGCONT");
+      // A wakes believing its client holds k: etcd decides, and says no.
+      let reply: string | null;
+      try {
+        reply = await ca.request("lock k", 30_000);
+      } catch {
+        reply = null; // the connection was closed: the session is lost
+      }
+      assert.notEqual(reply, "200 Lock acquired");
+      assert.equal(await cb.request("fence k") !== "403 Not locked by this session", true);
+      assert.equal(await cb.request("unlock k"), "200 Lock released");
+    } finally {
+      try {
+        server.signal("SIGCONT");
+      } catch {
+        // already gone
+      }
+      await server.dispose();
+    }
+  },
+);
+
+test("examples/ha.ts runs: the client fails over from A to B with its lock", SLOW, async () => {
+  const deno = join(process.cwd(), "node_modules", ".bin", "deno");
+  const run = await runProcess(deno, ["run", "-A", join(process.cwd(), "examples", "ha.ts")]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.match(run.stdout, /another client gets invoice-42 through B: false/);
+  assert.match(run.stdout, /lock lost: false/);
+  assert.match(run.stdout, /after the release: true/);
+});
