@@ -270,10 +270,6 @@ export function failOver(settings: Settings, index: number): void {
   }
 }
 
-export function then<T, U>(value: T | Promise<T>, fn: (value: T) => U): U | Promise<U> {
-  return value instanceof Promise ? value.then(fn) : fn(value);
-}
-
 export function unexpected(command: string, reply: Reply): UnexpectedResponseError {
   return new UnexpectedResponseError(command, replyLine(reply));
 }

@@ -7,7 +7,7 @@
 
 import { createServer, type Server, type Socket } from "node:net";
 import { createServer as createTlsServer } from "node:tls";
-import { nodeSocketStreams } from "../transport/node_streams.ts";
+import { nodeSocketStreams, socketDrained } from "../transport/node_streams.ts";
 import type { RawServerSocket, ServerConnection } from "./connection.ts";
 import type { Listen, Listener } from "./listener.ts";
 
@@ -66,18 +66,7 @@ export function nodeConnection(socket: Socket): ServerConnection {
       if (socket.destroyed || !socket.writable) throw new Error("socket closed");
       return socket.write(bytes);
     },
-    drained: () =>
-      new Promise<void>((resolve, reject) => {
-        const done = (error?: Error) => {
-          socket.off("drain", onDrain);
-          socket.off("close", onClose);
-          error ? reject(error) : resolve();
-        };
-        const onDrain = () => done();
-        const onClose = () => done(new Error("socket closed"));
-        socket.on("drain", onDrain);
-        socket.on("close", onClose);
-      }),
+    drained: () => socketDrained(socket),
     pause: () => void socket.pause(),
     resume: () => void socket.resume(),
   };

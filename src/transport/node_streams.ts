@@ -111,17 +111,7 @@ export function nodeSocketStreams(
     write(chunk) {
       if (socket.destroyed || !socket.writable) return Promise.reject(new Error("socket closed"));
       if (socket.write(chunk)) return;
-      return new Promise<void>((resolve, reject) => {
-        const done = (error?: Error) => {
-          socket.off("drain", onDrain);
-          socket.off("close", onClose);
-          error ? reject(error) : resolve();
-        };
-        const onDrain = () => done();
-        const onClose = () => done(new Error("socket closed"));
-        socket.on("drain", onDrain);
-        socket.on("close", onClose);
-      });
+      return socketDrained(socket);
     },
     close() {
       socket.end();
@@ -131,18 +121,9 @@ export function nodeSocketStreams(
     },
   });
   const drained = () =>
-    new Promise<void>((resolve, reject) => {
-      if (socket.destroyed || !socket.writable) return reject(new Error("socket closed"));
-      const done = (error?: Error) => {
-        socket.off("drain", onDrain);
-        socket.off("close", onClose);
-        error ? reject(error) : resolve();
-      };
-      const onDrain = () => done();
-      const onClose = () => done(new Error("socket closed"));
-      socket.on("drain", onDrain);
-      socket.on("close", onClose);
-    });
+    socket.destroyed || !socket.writable
+      ? Promise.reject(new Error("socket closed"))
+      : socketDrained(socket);
   const raw: RawSocket = {
     start(to) {
       rawMode = true;
@@ -158,4 +139,31 @@ export function nodeSocketStreams(
     drained,
   };
   return { readable, writable, close, raw };
+}
+
+/**
+ * Resolves on the socket's next `drain`; rejects if it closes first.
+ *
+ * @param socket the socket whose buffer is full
+ * @returns the wait
+ *
+ * @example
+ * ```ts ignore
+ * if (!socket.write(bytes)) await socketDrained(socket);
+ * ```
+ */
+export function socketDrained(
+  socket: Pick<NodeSocketLike, "on" | "off">,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (error?: Error) => {
+      socket.off("drain", onDrain);
+      socket.off("close", onClose);
+      error ? reject(error) : resolve();
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new Error("socket closed"));
+    socket.on("drain", onDrain);
+    socket.on("close", onClose);
+  });
 }
