@@ -1,19 +1,25 @@
 /**
  * A wait given up by its caller (`signal`) frees its session at once: when
- * the session holds nothing else, the client writes `set_timeout 0` on the
- * connection the wait occupies and leaves it, so the server drops the wait
- * (or frees a late grant) the moment it sees the connection end, and the
- * session goes on as a new one. When the session holds something, or its
- * id was handed out, the wait is left to end on the server and a late grant
- * is released. Against the bundled server, over TCP, both dialects.
+ * the session holds nothing else, the session goes on as a new one on a new
+ * connection, and the connection the wait occupies is left to wait out the
+ * server's answer on its own: a late grant is released on it (`unlock KEY`),
+ * then it closes. It is not closed while the server may still answer the
+ * wait: the reference servers keep the waiter of a closed connection (the
+ * Erlang one grants it and keeps the grant for the release timeout, the
+ * NodeJS one exits when it writes the grant). When the session holds
+ * something, or its id was handed out, the wait is left to end on the
+ * server and a late grant is released. Against the bundled server, over
+ * TCP, both dialects, and against imitations of the reference servers'
+ * behaviour.
  *
  * @module
  */
 
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { sessionName } from "../mod.ts";
+import { type ConnectOptions, ELockClient, sessionName } from "../mod.ts";
 import { DIALECTS, type Fixture, withServer } from "./support/client_server.ts";
+import { startErlangLikeServer } from "./support/erlang_like_server.ts";
 import { until } from "./support/wait.ts";
 
 /** The server session that waited for `key` (the first wait for it). */
@@ -33,7 +39,7 @@ function disconnected(fixture: Fixture, session: string): Promise<void> {
 
 for (const dialect of DIALECTS) {
   for (const poolSize of [1, 4]) {
-    test(`[${dialect}] poolSize ${poolSize}: an aborted wait frees its session at once, and the server drops the wait`, async () => {
+    test(`[${dialect}] poolSize ${poolSize}: an aborted wait frees its session at once; its late grant is released on the connection it leaves`, async () => {
       await withServer(dialect, async (fixture) => {
         const { connect, waits } = fixture;
         const other = await connect();
@@ -50,9 +56,10 @@ for (const dialect of DIALECTS) {
         assert.equal(await client.lock("raw"), true, "the raw API is not held back either");
         assert.equal(await free.release(), true);
         assert.equal(await client.unlock("raw"), true);
-        await disconnected(fixture, ghost);
+        assert.notEqual(sessionName(await client.sessionId()), ghost, "a new session");
         await other.unlock("busy");
-        // Nobody waits for `busy` on the server any more: it is free at once.
+        // The left connection gets `busy`, unlocks it and closes: nobody holds it then.
+        await disconnected(fixture, ghost);
         const probe = await connect();
         assert.equal(await probe.lock("busy"), true);
         assert.equal(fixture.events.filter((e) => e.type === "wait").length, 1);
@@ -73,12 +80,12 @@ for (const dialect of DIALECTS) {
       const ghost = waiter(fixture, "busy");
       controller.abort(new Error("enough"));
       await assert.rejects(waiting, /enough/);
-      await disconnected(fixture, ghost);
       assert.equal(a.lost, false);
       const probe = await connect();
       assert.equal(await probe.lock("a"), false, "a is still held");
       await other.unlock("busy");
-      assert.equal(await probe.lock("busy"), true, "nobody waits for busy");
+      await disconnected(fixture, ghost);
+      assert.equal(await probe.lock("busy"), true, "the late grant was released");
       assert.equal(await a.release(), true);
       assert.equal(await probe.lock("a"), true);
     });
@@ -163,5 +170,83 @@ for (const dialect of DIALECTS) {
       );
       assert.equal(sessionName(await client.sessionId()), ghost, "the same session");
     });
+  });
+}
+
+for (const closedWaiters of ["keep", "crash"] as const) {
+  const server = closedWaiters === "keep" ? "Erlang" : "NodeJS";
+  test(`[${server}-like server] an aborted wait frees its session; the late grant is released, the server stays up`, async () => {
+    await using fake = await startErlangLikeServer({ closedWaiters });
+    const open: ELockClient[] = [];
+    try {
+      const connect = async () => {
+        const client = await ELockClient.connect({ port: fake.port });
+        open.push(client);
+        return client;
+      };
+      const holder = await connect();
+      assert.equal(await holder.lock("k"), true);
+      const client = await connect();
+      const controller = new AbortController();
+      const waiting = client.acquire("k", { timeout: 60_000, signal: controller.signal });
+      await until(() => fake.waiting("k") === 1, "the wait queued");
+      controller.abort(new Error("enough"));
+      await assert.rejects(waiting, /enough/);
+      // Free at once, while the old connection still waits for k.
+      assert.equal(typeof (await client.stats()).locks, "number");
+      assert.equal(fake.waiting("k"), 1, "the old connection's wait is still queued");
+      assert.equal(await holder.unlock("k"), true);
+      await until(() => fake.holderOf("k") === null, "the late grant released");
+      assert.equal(fake.crashed, false, "the server is up");
+      const probe = await connect();
+      assert.equal(await probe.lock("k"), true, "nobody holds k");
+      assert.equal(await probe.unlock("k"), true);
+      const again = await client.acquire("k", { timeout: 10_000 });
+      assert.equal(await again.release(), true);
+    } finally {
+      await Promise.all(open.map((client) => client.close()));
+    }
+  });
+
+  test(`[${server}-like server] a fifth aborted wait while four left connections still wait keeps its connection; all are freed`, async () => {
+    await using fake = await startErlangLikeServer({ closedWaiters });
+    const open: ELockClient[] = [];
+    try {
+      const connect = async (options: ConnectOptions = {}) => {
+        const client = await ELockClient.connect({ port: fake.port, ...options });
+        open.push(client);
+        return client;
+      };
+      const holder = await connect();
+      const client = await connect({ poolSize: 1 });
+      const keys = Array.from({ length: 5 }, (_, i) => `k${i}`);
+      for (const key of keys) assert.equal(await holder.lock(key), true);
+      for (const key of keys) {
+        const controller = new AbortController();
+        const waiting = client.acquire(key, { timeout: 60_000, signal: controller.signal });
+        await until(() => fake.waiting(key) === 1, `the wait for ${key} queued`);
+        controller.abort(new Error("enough"));
+        await assert.rejects(waiting, /enough/);
+        if (key === keys[4]) break;
+        // Left: the session is free at once (a call that neither holds nor pins it).
+        assert.equal(typeof (await client.stats()).locks, "number");
+      }
+      // The fifth wait still occupies the session: a call queued now is answered after it ends.
+      let answered = false;
+      const queued = client.stats().then((stats) => (answered = true, stats));
+      for (const key of keys.slice(0, 4)) assert.equal(await holder.unlock(key), true);
+      await until(() => keys.slice(0, 4).every((key) => fake.holderOf(key) === null), "k0-k3 free");
+      assert.equal(answered, false, "held back by the fifth wait");
+      assert.equal(await holder.unlock(keys[4]!), true);
+      assert.equal(typeof (await queued).locks, "number");
+      for (const key of keys) {
+        await until(() => fake.holderOf(key) === null, `${key} free`);
+      }
+      assert.equal(fake.crashed, false, "the server is up");
+      const held = await client.acquire(keys[0]!, { timeout: 10_000 });
+      assert.equal(await held.release(), true);
+    } finally {
+      await Promise.all(open.map((client) => client.close()));
+    }
   });
 }

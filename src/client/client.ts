@@ -448,7 +448,7 @@ export class ELockClient extends EventTarget {
     const primary = this.#primary;
     const connection = primary.connection;
     // Stopped now, the supervisor would never bring the connection back up: the quit would hang.
-    if (connection.down !== null || connection.leaving) {
+    if (connection.down !== null) {
       await connection.exclusive(() => Promise.resolve()).catch(() => {});
     }
     primary.supervisor.stop();

@@ -172,7 +172,7 @@ export class Session {
         if (error instanceof DeadlineError) return { outcome: "deadline", reply: null };
         // A handle's wait given up: its connection is freed at once, if the session holds nothing.
         if (signal?.aborted && error === signal.reason && claim !== "raw" && !this.pinned) {
-          this.supervisor.renew();
+          if (attempt.key !== null) this.supervisor.renew(unlockCommand(attempt.key));
         }
         throw error;
       }

@@ -84,29 +84,35 @@ export class Supervisor {
 
   /**
    * Frees a connection held by a wait whose caller gave up, when the session
-   * holds nothing: `set_timeout 0` is written on it (so the server drops the
-   * wait, or frees a late grant, the moment it sees the connection end, on
-   * every server: commands behind a wait run before the close is seen) and
-   * the session goes on as a new one on a new connection.
+   * holds nothing: the session goes on as a new one on a new connection at
+   * once, and the old connection waits out the server's answer to the wait
+   * on its own, freeing a late grant with `release` before it closes
+   * ({@linkcode Connection.leaveWait}).
    *
+   * @param release what frees a late grant of the wait (`unlock KEY`)
    * @returns whether it was done
    */
-  renew(): boolean {
+  renew(release: Uint8Array): boolean {
     const { connection, ledger, settings } = this.#session;
-    if (!this.#started || this.#stopped || settings.reconnect === null || ledger.holding) {
+    if (
+      !this.#started || this.#stopped || settings.reconnect === null || ledger.holding ||
+      !connection.abandonedWait || connection.down !== null || connection.failure !== null
+    ) {
       return false;
     }
-    const epoch = ledger.epoch;
-    // A grant on the old connection is nobody's: not believed, not released (the server does).
+    // A grant on the old connection is nobody's: not believed here; the old connection frees it.
     ledger.epoch++;
-    if (!connection.leaveWait(setTimeoutCommand(0))) {
-      ledger.epoch = epoch;
-      return false;
-    }
+    // Set before the drop, which leaveWait() reports at once: no disconnect, no resume.
+    const id = this.#session.id;
     this.#renewing = true;
     this.#expired = true;
     this.#session.id = null;
-    return true;
+    if (connection.leaveWait({ release, farewell: setTimeoutCommand(0) })) return true;
+    ledger.epoch--;
+    this.#renewing = false;
+    this.#expired = false;
+    this.#session.id = id;
+    return false;
   }
 
   /** Whether the lease has run out since the last connection was set up. */

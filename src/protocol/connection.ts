@@ -141,6 +141,13 @@ const NOOP = (): void => {};
 const MAX_RETRIES = 3;
 
 /**
+ * How many connections left by {@linkcode Connection.leaveWait} may be open
+ * at once, waiting for the answers to their waits; with that many, a wait
+ * is not left (it keeps its connection until it ends).
+ */
+const MAX_LEFT = 4;
+
+/**
  * A connection to an eLock server over a transport connection.
  *
  * @example
@@ -168,8 +175,10 @@ export class Connection {
   #sent = false;
   #down: ConnectionClosedError | null = null;
   #dropped: Promise<void> = Promise.resolve();
-  /** {@linkcode Connection.leaveWait} is writing its farewell: nothing else is sent. */
-  #leaving = false;
+  /** Transport connections left by {@linkcode Connection.leaveWait}, still open. */
+  readonly #left = new Set<LeftWire>();
+  /** Counts pump loops: a loop left behind by {@linkcode Connection.leaveWait} stops. */
+  #pumpRun = 0;
 
   /**
    * Starts reading replies from the stream.
@@ -195,16 +204,7 @@ export class Connection {
   /** Whether nothing is queued, in flight or running, and the connection is up. */
   get idle(): boolean {
     return this.#inflight.length === 0 && this.#queue.length === 0 && !this.#taskRunning &&
-      this.#down === null && this.#failure === null && !this.#leaving;
-  }
-
-  /**
-   * Whether {@linkcode Connection.leaveWait} is leaving the transport
-   * connection: it drops (and {@linkcode Connection.down} is set) once its
-   * farewell is written.
-   */
-  get leaving(): boolean {
-    return this.#leaving;
+      this.#down === null && this.#failure === null;
   }
 
   /** Whether a waiting lock (a barrier) is in flight: nothing else is sent until it is answered. */
@@ -223,41 +223,42 @@ export class Connection {
   }
 
   /**
-   * Leaves the transport connection held by an abandoned wait: writes
-   * `farewell` on it (its reply, and the wait's, go nowhere), then drops it
-   * as if it had broken, so that {@linkcode ConnectionOptions.onDrop}
-   * connects again; the calls queued behind the wait go to the new one.
+   * Leaves the transport connection held by an abandoned wait, at once: the
+   * connection drops as if it had broken (so that
+   * {@linkcode ConnectionOptions.onDrop} connects again, and the calls
+   * queued behind the wait go to the new one), but the old transport
+   * connection is not closed. It waits out the server's answer to the wait
+   * (at most the wait's reply deadline); if that answer is a grant,
+   * `release` is written on it and its answer awaited; then it is closed.
+   * It is not closed while the server may still answer the wait, unless the
+   * deadline passes or the client closes (then `farewell` is written
+   * first): some servers keep the waiter of a closed
+   * connection and grant it, and one of them exits when it writes that
+   * grant to the closed connection.
    *
-   * @param farewell the last command for the old connection (`set_timeout 0`)
-   * @returns whether it was left (`false`: not up, or not held by an abandoned wait)
+   * @param commands `release` frees a late grant (`unlock KEY`); `farewell`
+   *   is written before a left connection is closed with its wait unanswered
+   *   (`set_timeout 0`)
+   * @returns whether it was left (`false`: not up, not held by an abandoned
+   *   wait, or {@linkcode MAX_LEFT} connections left are still open)
    */
-  leaveWait(farewell: Uint8Array): boolean {
+  leaveWait(commands: { release: Uint8Array; farewell: Uint8Array }): boolean {
     if (this.#failure !== null || this.#down !== null || !this.abandonedWait) return false;
+    // Each left connection may hold a place in a key's queue until its wait ends: a few at most.
+    if (this.#left.size >= MAX_LEFT) return false;
     const wire = this.#wire;
-    // Replies of the old connection are nobody's now: not matched to the calls of the next.
-    wire.owner = null;
-    this.#inflight[0]!.state = "done";
-    this.#inflight[0]!.cleanup();
+    const wait = this.#inflight[0]!;
+    wait.state = "done";
+    wait.cleanup();
     this.#inflight = [];
-    this.#stopTimer();
-    // Nothing more is written on it; the calls queued go to the next connection.
-    this.#leaving = true;
-    // A write that does not complete (a full send buffer on a dead link) holds it at most the
-    // command timeout, as the wait's reply timer did.
-    let left = false;
-    const drop = () => {
-      clearTimeout(timer);
-      // Once: a write settling late must not end a later leave (or connection).
-      if (left) return;
-      left = true;
-      this.#leaving = false;
-      this.#drop(
-        new ConnectionClosedError("Connection closed: left after an abandoned wait"),
-        false,
-      );
-    };
-    const timer = setTimeout(drop, this.#options.commandTimeout);
-    wire.write(farewell).then(drop, drop);
+    const left = new LeftWire(wire, commands, wait.dueAt, this.#options.commandTimeout, (gone) => {
+      this.#left.delete(gone);
+    });
+    this.#left.add(left);
+    // A write of the wait still under way (a full send buffer) must not hold the next connection.
+    this.#pumpRun++;
+    this.#pumping = false;
+    this.#drop(new ConnectionClosedError("Connection closed: left after an abandoned wait"), false);
     return true;
   }
 
@@ -344,8 +345,11 @@ export class Connection {
     other.#stopTimer();
     this.#sent = true;
     this.#down = null;
-    old.owner = null;
-    void old.close();
+    // A wire left by leaveWait() closes itself once the server has answered on it.
+    if (!(old.owner instanceof LeftWire)) {
+      old.owner = null;
+      void old.close();
+    }
     this.#kick();
   }
 
@@ -357,7 +361,7 @@ export class Connection {
    */
   async close(message = "Connection closed: by the client"): Promise<void> {
     this.fail(new ConnectionClosedError(message));
-    await this.#wire.close();
+    if (!(this.#wire.owner instanceof LeftWire)) await this.#wire.close();
   }
 
   /** Fails the connection with `error`: rejects everything, closes the stream. @internal */
@@ -381,7 +385,8 @@ export class Connection {
       }
       item.reject(i === 0 ? error : others);
     });
-    void this.#wire.close();
+    for (const left of [...this.#left]) left.abandon();
+    if (!(this.#wire.owner instanceof LeftWire)) void this.#wire.close();
   }
 
   /**
@@ -425,6 +430,10 @@ export class Connection {
     }
     this.#queue.unshift(...again);
     const old = this.#wire;
+    if (old.owner instanceof LeftWire) {
+      closed();
+      return;
+    }
     old.owner = null;
     void old.close().then(closed);
   }
@@ -487,7 +496,7 @@ export class Connection {
   }
 
   #kick(): void {
-    if (this.#failure !== null || this.#down !== null || this.#leaving) return;
+    if (this.#failure !== null || this.#down !== null) return;
     if (this.#pumping) {
       this.#again = true;
       return;
@@ -501,6 +510,7 @@ export class Connection {
    * loop ends, so a request made right after is never missed.
    */
   async #pump(): Promise<void> {
+    const run = this.#pumpRun;
     try {
       for (;;) {
         this.#again = false;
@@ -508,8 +518,7 @@ export class Connection {
         let size = 0;
         for (;;) {
           // Nothing is sent behind a barrier, so one in flight is always the last item.
-          // Nor after leaveWait()'s farewell: what is queued goes to the next connection.
-          if (this.#failure !== null || this.#down !== null || this.#leaving) break;
+          if (this.#failure !== null || this.#down !== null || run !== this.#pumpRun) break;
           if (this.#inflight.at(-1)?.options.barrier) break;
           const head = this.#queue[0];
           if (head === undefined || size >= 65536) break;
@@ -552,7 +561,7 @@ export class Connection {
           if (head.options.barrier) break;
         }
         // A batch is only started with nothing awaited, so a drop leaves it empty.
-        if (this.#failure !== null || this.#down !== null || this.#leaving) return;
+        if (this.#failure !== null || this.#down !== null || run !== this.#pumpRun) return;
         if (batch.length === 0) {
           if (this.#again) continue;
           return;
@@ -573,7 +582,7 @@ export class Connection {
         }
       }
     } finally {
-      this.#pumping = false;
+      if (run === this.#pumpRun) this.#pumping = false;
     }
   }
 
@@ -627,9 +636,97 @@ export class Connection {
   }
 }
 
+/** Who gets what comes from a {@linkcode Wire}. */
+interface WireOwner {
+  onReply(reply: Reply): void;
+  onWireError(error: ELockError): void;
+}
+
+/**
+ * A transport connection left by {@linkcode Connection.leaveWait}: the
+ * first reply on it answers the abandoned wait. A grant is freed with
+ * `release`, and the connection closed once that is answered; any other
+ * answer closes it at once. Closed before the answer ({@linkcode abandon}:
+ * its deadline passed, or the client closes), it writes
+ * `farewell` first: a server that runs it after the wait ends frees a late
+ * grant when it sees the connection end.
+ */
+class LeftWire implements WireOwner {
+  readonly #wire: Wire;
+  readonly #release: Uint8Array;
+  readonly #farewell: Uint8Array;
+  readonly #commandTimeout: number;
+  readonly #gone: (left: LeftWire) => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #answered = false;
+  #leaving = false;
+  #closed = false;
+
+  constructor(
+    wire: Wire,
+    commands: { release: Uint8Array; farewell: Uint8Array },
+    dueAt: number,
+    commandTimeout: number,
+    gone: (left: LeftWire) => void,
+  ) {
+    this.#wire = wire;
+    this.#release = commands.release;
+    this.#farewell = commands.farewell;
+    this.#commandTimeout = commandTimeout;
+    this.#gone = gone;
+    wire.owner = this;
+    this.#arm(dueAt - Date.now(), () => this.abandon());
+  }
+
+  onReply(reply: Reply): void {
+    if (this.#closed) return;
+    if (this.#answered || this.#leaving || reply.code !== 200) {
+      this.close();
+      return;
+    }
+    // A late grant: nobody believes it; freed here, on the session it was granted to.
+    this.#answered = true;
+    this.#arm(this.#commandTimeout, () => this.close());
+    this.#wire.write(this.#release).catch(() => this.close());
+  }
+
+  onWireError(): void {
+    this.close();
+  }
+
+  /** Closes it without waiting for the answer to the wait: `farewell` first. */
+  abandon(): void {
+    if (this.#closed || this.#leaving) return;
+    if (this.#answered) {
+      this.close();
+      return;
+    }
+    this.#leaving = true;
+    this.#gone(this);
+    // A write that never completes (a full send buffer on a dead link) holds it at most this long.
+    this.#arm(this.#commandTimeout, () => this.close());
+    this.#wire.write(this.#farewell).then(() => this.close(), () => this.close());
+  }
+
+  /** Closes the transport connection. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#wire.owner = null;
+    void this.#wire.close();
+    this.#gone(this);
+  }
+
+  #arm(ms: number, then: () => void): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(then, Math.min(Math.max(0, ms), 2 ** 31 - 1));
+  }
+}
+
 /** The streams of one transport connection, with a read loop. */
 class Wire {
-  owner: Connection | null;
+  owner: WireOwner | null;
   readonly #stream: TransportConnection;
   /** Streams, for a transport without {@linkcode TransportConnection.raw}. */
   readonly #reader: ReplyReader | null = null;
@@ -637,7 +734,7 @@ class Wire {
   readonly #raw: RawSocket | null = null;
   #closing: Promise<void> | null = null;
 
-  constructor(stream: TransportConnection, owner: Connection, maxLineLength: number | undefined) {
+  constructor(stream: TransportConnection, owner: WireOwner, maxLineLength: number | undefined) {
     this.owner = owner;
     this.#stream = stream;
     const limits = maxLineLength === undefined ? {} : { maxLineLength };

@@ -15,16 +15,42 @@
  * {@linkcode ErlangLikeServer.release}: a reconnection that is slow to get
  * through.
  *
+ * {@linkcode ReferenceLikeOptions.closedWaiters} brings in what the
+ * reference servers do with a waiter whose connection closed, which the
+ * bundled server does not: the Erlang one keeps it queued, grants it and
+ * keeps the grant for the release timeout (its defect 4); the NodeJS one
+ * keeps it too, and the write of the answer to the closed socket makes the
+ * whole server exit (its defect 7). A command sent behind a waiting lock
+ * runs after the wait ends here, as on both (the NodeJS one pauses its
+ * socket during a wait), so it is lost when the connection closes first.
+ *
  * @module
  */
 
 import net from "node:net";
 
+/** What {@linkcode startErlangLikeServer} imitates beyond the default. */
+export interface ReferenceLikeOptions {
+  /**
+   * A waiter whose connection closed: `"drop"` (default) leaves the queue;
+   * `"keep"` stays queued and, when granted, holds the key until its
+   * session is disposed (the Erlang server); `"crash"` stays queued, and
+   * the answer it gets (grant or timeout) brings the whole server down:
+   * every connection is closed and nothing more is accepted (the NodeJS
+   * server).
+   */
+  closedWaiters?: "drop" | "keep" | "crash";
+}
+
 /** The imitation server, listening on 127.0.0.1. */
 export interface ErlangLikeServer extends AsyncDisposable {
   readonly port: number;
+  /** Whether it went down, as the NodeJS server does (see {@linkcode ReferenceLikeOptions}). */
+  readonly crashed: boolean;
   /** The id of the session holding `key`, or `null`. */
   holderOf(key: string): string | null;
+  /** How many waiters the queue of `key` has (those of closed connections included). */
+  waiting(key: string): number;
   /** From now on, new connections are accepted but not answered until {@linkcode release}. */
   hold(): void;
   /** Answers the connections held since {@linkcode hold}, and new ones at once again. */
@@ -48,7 +74,11 @@ interface Waiter {
 }
 
 /** Starts the imitation server on a free port. */
-export async function startErlangLikeServer(): Promise<ErlangLikeServer> {
+export async function startErlangLikeServer(
+  options: ReferenceLikeOptions = {},
+): Promise<ErlangLikeServer> {
+  const closedWaiters = options.closedWaiters ?? "drop";
+  let crashed = false;
   const sessions = new Map<string, Session>();
   const holders = new Map<string, Session>();
   const queues = new Map<string, Waiter[]>();
@@ -92,6 +122,9 @@ export async function startErlangLikeServer(): Promise<ErlangLikeServer> {
     clearTimeout(waiter.timer);
   };
   const dispose = (session: Session) => {
+    for (const queue of queues.values()) {
+      for (const w of queue.filter((w) => w.session === session)) leaveQueue(w);
+    }
     clearTimeout(session.expiry);
     session.expiry = undefined;
     for (const key of [...session.held]) release(session, key);
@@ -107,8 +140,10 @@ export async function startErlangLikeServer(): Promise<ErlangLikeServer> {
     let buffered = "";
     const lines: string[] = [];
     const current = () => session ??= newSession();
+    let gone = false;
     const write = (text: string) => {
-      if (!socket.destroyed) socket.write(text + "\r\n");
+      if (gone && closedWaiters === "crash") void crash();
+      if (!socket.destroyed && !gone) socket.write(text + "\r\n");
     };
 
     const execute = (line: string): string | Promise<string> => {
@@ -190,7 +225,7 @@ export async function startErlangLikeServer(): Promise<ErlangLikeServer> {
     };
 
     const pump = () => {
-      while (!busy && !gated && lines.length > 0 && !socket.destroyed) {
+      while (!busy && !gated && lines.length > 0 && (!gone || closedWaiters === "keep")) {
         const reply = execute(lines.shift()!);
         if (typeof reply === "string") write(reply);
         else {
@@ -202,6 +237,18 @@ export async function startErlangLikeServer(): Promise<ErlangLikeServer> {
           });
         }
       }
+      if (gone && !busy && lines.length === 0) end();
+    };
+    // The session outlives its connection for its release timeout, counted once the server has
+    // seen the close (after what it had read, when it runs that).
+    let ended = false;
+    const end = () => {
+      if (ended || closed || session === null || !session.connected) return;
+      ended = true;
+      const left = session;
+      left.connected = false;
+      if (left.releaseTimeout <= 0) dispose(left);
+      else left.expiry = setTimeout(() => dispose(left), left.releaseTimeout);
     };
     if (gated) {
       held.push(() => {
@@ -222,23 +269,27 @@ export async function startErlangLikeServer(): Promise<ErlangLikeServer> {
       pump();
     });
     socket.on("close", () => {
+      gone = true;
       sockets.delete(socket);
-      lines.length = 0;
-      if (waiter !== null) {
+      // The Erlang server runs what it had read before it sees the close.
+      if (closedWaiters !== "keep") lines.length = 0;
+      if (waiter !== null && closedWaiters === "drop") {
         leaveQueue(waiter);
         waiter.settle(false);
       }
-      if (closed || session === null || !session.connected) return;
-      const gone = session;
-      gone.connected = false;
-      if (gone.releaseTimeout <= 0) dispose(gone);
-      else gone.expiry = setTimeout(() => dispose(gone), gone.releaseTimeout);
+      // The NodeJS server counts the release timeout from the close, waits or not.
+      if (closedWaiters !== "keep" || (!busy && lines.length === 0)) end();
     });
   };
 
   const server = net.createServer(serve);
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const port = (server.address() as net.AddressInfo).port;
+  const crash = async () => {
+    if (crashed) return;
+    crashed = true;
+    await close();
+  };
   const close = async () => {
     if (closed) return;
     closed = true;
@@ -251,7 +302,11 @@ export async function startErlangLikeServer(): Promise<ErlangLikeServer> {
   };
   return {
     port,
+    get crashed() {
+      return crashed;
+    },
     holderOf: (key) => holders.get(key)?.id ?? null,
+    waiting: (key) => queues.get(key)?.length ?? 0,
     hold: () => void (holding = true),
     release: () => {
       holding = false;
