@@ -6,10 +6,11 @@
  * unguessable (URL-safe, at least 16 characters = 96 bits in base64url).
  */
 
-import { test } from "node:test";
+import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { readdir, readFile } from "node:fs/promises";
 import { type Dialect, startServer } from "../src/server/mod.ts";
+import { type EtcdCluster, startEtcd } from "./support/etcd.ts";
 import { parseTranscript, replayTranscript, type Transcript } from "./support/transcript.ts";
 
 const FIXTURES = new URL("./fixtures/", import.meta.url);
@@ -77,6 +78,33 @@ for (const fixture of fixtures) {
   test(`transcript ${fixture.path} replays with random URL-safe ids`, TIMEOUT, async () => {
     const transcript = await load(fixture);
     await using server = await startServer({ port: 0, dialect: fixture.dialect });
+    const { ids } = await replayTranscript(transcript, server.port, { sequentialIds: false });
+    assert.ok(ids.size > 0, "the transcript binds at least one session id");
+    for (const [letter, id] of ids) {
+      assert.match(id, RANDOM_ID, `{${letter}}: a random id is base64url of at least 96 bits`);
+    }
+    assert.equal(new Set(ids.values()).size, ids.size, "every session has its own id");
+  });
+}
+
+/** One etcd for the transcripts replayed on the etcd store; each replay has its own prefix. */
+let etcd: Promise<EtcdCluster> | null = null;
+let replays = 0;
+after(async () => {
+  if (etcd !== null) await (await etcd).stop();
+});
+
+for (const fixture of fixtures) {
+  test(`transcript ${fixture.path} replays on the etcd store (random ids)`, TIMEOUT, async () => {
+    const transcript = await load(fixture);
+    etcd ??= startEtcd();
+    await using server = await startServer({
+      port: 0,
+      dialect: fixture.dialect,
+      store: "etcd",
+      etcdEndpoints: (await etcd).endpoints,
+      etcdPrefix: `transcript-${replays++}/`,
+    });
     const { ids } = await replayTranscript(transcript, server.port, { sequentialIds: false });
     assert.ok(ids.size > 0, "the transcript binds at least one session id");
     for (const [letter, id] of ids) {

@@ -1366,11 +1366,17 @@ export class EtcdStore implements LockStore<EtcdSession> {
         // Not ours.
       }
     }
-    const locks: StoreDebug["locks"][number][] = [];
+    // In the order the keys were locked (as the memory table lists them): by creation revision.
+    const locks: (StoreDebug["locks"][number] & { create: number })[] = [];
     for (const kv of kvs(t.responses[1])) {
       const held = holderOf(kv.value);
       if (held !== null) {
-        locks.push({ key: kv.key.slice(h.length), holders: [held.n], value: null });
+        locks.push({
+          key: kv.key.slice(h.length),
+          holders: [held.n],
+          value: null,
+          create: kv.create,
+        });
       }
     }
     const groups = new Map<string, { holders: string[]; value: string; create: number }[]>();
@@ -1384,8 +1390,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
       list[0]!.holders.push(sessionName(secret));
     }
     for (const [key, [group]] of groups) {
-      locks.push({ key, holders: group!.holders, value: group!.value });
+      locks.push({ key, holders: group!.holders, value: group!.value, create: group!.create });
     }
+    locks.sort((a, b) => a.create - b.create);
     const requests = kvs(t.responses[2]).sort((a, b) => a.create - b.create).flatMap((kv) => {
       const rest = kv.key.slice(w.length);
       const colon = rest.indexOf(":");
@@ -1397,7 +1404,11 @@ export class EtcdStore implements LockStore<EtcdSession> {
         return [];
       }
     });
-    return { sessions, locks, requests };
+    return {
+      sessions,
+      locks: locks.map(({ key, holders, value }) => ({ key, holders, value })),
+      requests,
+    };
   }
 
   publicName(secret: string): string {
