@@ -172,7 +172,7 @@ export class Session {
         if (error instanceof DeadlineError) return { outcome: "deadline", reply: null };
         // A handle's wait given up: its connection is freed at once, if the session holds nothing.
         if (signal?.aborted && error === signal.reason && claim !== "raw" && !this.pinned) {
-          if (attempt.key !== null) this.supervisor.renew(unlockCommand(attempt.key));
+          this.supervisor.renew();
         }
         throw error;
       }
@@ -308,6 +308,8 @@ class LockAttempt implements RequestOptions {
   readonly waitMs: number;
   readonly signal: AbortSignal | undefined;
   readonly deadline: number | undefined;
+  /** A handle's wait may be left on its connection when given up; a raw `lock()` keeps it. */
+  readonly leavable: boolean;
   readonly #ledger: SessionLedger;
   readonly #claim: Claim | "raw";
   #ticket: LockTicket | null = null;
@@ -326,6 +328,7 @@ class LockAttempt implements RequestOptions {
   ) {
     this.#ledger = ledger;
     this.#claim = claim;
+    this.leavable = claim !== "raw";
     this.waitMs = waitMs;
     this.barrier = waitMs > 0;
     this.signal = signal;

@@ -86,13 +86,12 @@ export class Supervisor {
    * Frees a connection held by a wait whose caller gave up, when the session
    * holds nothing: the session goes on as a new one on a new connection at
    * once, and the old connection waits out the server's answer to the wait
-   * on its own, freeing a late grant with `release` before it closes
-   * ({@linkcode Connection.leaveWait}).
+   * on its own, then ends the old session with `set_timeout 0` (freeing a
+   * late grant) and closes ({@linkcode Connection.leaveWait}).
    *
-   * @param release what frees a late grant of the wait (`unlock KEY`)
    * @returns whether it was done
    */
-  renew(release: Uint8Array): boolean {
+  renew(): boolean {
     const { connection, ledger, settings } = this.#session;
     if (
       !this.#started || this.#stopped || settings.reconnect === null || ledger.holding ||
@@ -107,7 +106,7 @@ export class Supervisor {
     this.#renewing = true;
     this.#expired = true;
     this.#session.id = null;
-    if (connection.leaveWait({ release, farewell: setTimeoutCommand(0) })) return true;
+    if (connection.leaveWait(setTimeoutCommand(0))) return true;
     ledger.epoch--;
     this.#renewing = false;
     this.#expired = false;

@@ -98,6 +98,11 @@ export interface RequestOptions {
   sendable?: () => boolean;
   /** How long to wait for this request's reply, in ms, instead of the command timeout. */
   replyTimeout?: number;
+  /**
+   * A waiting lock whose caller gave up may be left on its connection by
+   * {@linkcode Connection.leaveWait} (its session may end with it).
+   */
+  leavable?: boolean;
 }
 
 /** The rejection of a request whose deadline passed. @internal */
@@ -228,22 +233,22 @@ export class Connection {
    * {@linkcode ConnectionOptions.onDrop} connects again, and the calls
    * queued behind the wait go to the new one), but the old transport
    * connection is not closed. It waits out the server's answer to the wait
-   * (at most the wait's reply deadline); if that answer is a grant,
-   * `release` is written on it and its answer awaited; then it is closed.
-   * It is not closed while the server may still answer the wait, unless the
-   * deadline passes or the client closes (then `farewell` is written
-   * first): some servers keep the waiter of a closed
-   * connection and grant it, and one of them exits when it writes that
-   * grant to the closed connection.
+   * (at most the wait's reply deadline, plus a second); then `farewell` is
+   * written on it and, once answered, it is closed. It is not closed while
+   * the server may still answer the wait, unless that deadline passes or
+   * the client closes (then `farewell` is written first): some servers keep
+   * the waiter of a closed connection and grant it, and one of them exits
+   * when it writes that grant to the closed connection. Only a wait sent
+   * with {@linkcode RequestOptions.leavable} is left.
    *
-   * @param commands `release` frees a late grant (`unlock KEY`); `farewell`
-   *   is written before a left connection is closed with its wait unanswered
-   *   (`set_timeout 0`)
+   * @param farewell ends the old session once written (`set_timeout 0`: its
+   *   locks, a late grant included, go when the connection closes)
    * @returns whether it was left (`false`: not up, not held by an abandoned
-   *   wait, or {@linkcode MAX_LEFT} connections left are still open)
+   *   leavable wait, or {@linkcode MAX_LEFT} connections left are still open)
    */
-  leaveWait(commands: { release: Uint8Array; farewell: Uint8Array }): boolean {
+  leaveWait(farewell: Uint8Array): boolean {
     if (this.#failure !== null || this.#down !== null || !this.abandonedWait) return false;
+    if (this.#inflight[0]!.options.leavable !== true) return false;
     // Each left connection may hold a place in a key's queue until its wait ends: a few at most.
     if (this.#left.size >= MAX_LEFT) return false;
     const wire = this.#wire;
@@ -251,7 +256,7 @@ export class Connection {
     wait.state = "done";
     wait.cleanup();
     this.#inflight = [];
-    const left = new LeftWire(wire, commands, wait.dueAt, this.#options.commandTimeout, (gone) => {
+    const left = new LeftWire(wire, farewell, wait.dueAt, this.#options.commandTimeout, (gone) => {
       this.#left.delete(gone);
     });
     this.#left.add(left);
@@ -644,50 +649,51 @@ interface WireOwner {
 
 /**
  * A transport connection left by {@linkcode Connection.leaveWait}: the
- * first reply on it answers the abandoned wait. A grant is freed with
- * `release`, and the connection closed once that is answered; any other
- * answer closes it at once. Closed before the answer ({@linkcode abandon}:
- * its deadline passed, or the client closes), it writes
- * `farewell` first: a server that runs it after the wait ends frees a late
- * grant when it sees the connection end.
+ * first reply on it answers the abandoned wait. Then `farewell` is written
+ * and, once it is answered, the connection closed: the server ends the
+ * session at once, freeing a grant that crossed the abort. Closed before the
+ * wait is answered ({@linkcode abandon}: its deadline passed, or the client
+ * closes), it writes `farewell` and closes.
  */
 class LeftWire implements WireOwner {
   readonly #wire: Wire;
-  readonly #release: Uint8Array;
   readonly #farewell: Uint8Array;
   readonly #commandTimeout: number;
   readonly #gone: (left: LeftWire) => void;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** The wait was answered, and the farewell written: its reply closes it. */
   #answered = false;
   #leaving = false;
   #closed = false;
 
   constructor(
     wire: Wire,
-    commands: { release: Uint8Array; farewell: Uint8Array },
+    farewell: Uint8Array,
     dueAt: number,
     commandTimeout: number,
     gone: (left: LeftWire) => void,
   ) {
     this.#wire = wire;
-    this.#release = commands.release;
-    this.#farewell = commands.farewell;
+    this.#farewell = farewell;
     this.#commandTimeout = commandTimeout;
     this.#gone = gone;
     wire.owner = this;
-    this.#arm(dueAt - Date.now(), () => this.abandon());
+    // The server counts a wait in whole seconds, rounded up: up to a second past the client's.
+    this.#arm(dueAt + 1000 - Date.now(), () => this.abandon());
   }
 
-  onReply(reply: Reply): void {
+  onReply(): void {
     if (this.#closed) return;
-    if (this.#answered || this.#leaving || reply.code !== 200) {
+    if (this.#answered || this.#leaving) {
       this.close();
       return;
     }
-    // A late grant: nobody believes it; freed here, on the session it was granted to.
+    // Whatever the answer: nothing is written before it (a server may run commands sent behind
+    // a wait out of order), and nothing is closed before the farewell is answered (a server may
+    // write to a connection closed under it, and exit).
     this.#answered = true;
     this.#arm(this.#commandTimeout, () => this.close());
-    this.#wire.write(this.#release).catch(() => this.close());
+    this.#wire.write(this.#farewell).catch(() => this.close());
   }
 
   onWireError(): void {
@@ -697,12 +703,12 @@ class LeftWire implements WireOwner {
   /** Closes it without waiting for the answer to the wait: `farewell` first. */
   abandon(): void {
     if (this.#closed || this.#leaving) return;
-    if (this.#answered) {
-      this.close();
-      return;
-    }
     this.#leaving = true;
     this.#gone(this);
+    if (this.#answered) {
+      // The farewell is on its way: its reply (or the timer armed for it) closes it.
+      return;
+    }
     // A write that never completes (a full send buffer on a dead link) holds it at most this long.
     this.#arm(this.#commandTimeout, () => this.close());
     this.#wire.write(this.#farewell).then(() => this.close(), () => this.close());
