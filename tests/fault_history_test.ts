@@ -14,6 +14,14 @@
  * (at a third and two thirds of the run), forgetting every session, with a
  * grace period as long as the release timeout.
  *
+ * Then the same on the extended dialect against two servers on one etcd
+ * (`elock server --store etcd` processes, each behind its own fault proxy;
+ * the clients know both, `hosts`): the link faults on either, and three
+ * times in the run one server is killed with SIGKILL and started again on
+ * its port after a random pause. Sessions live in etcd: the clients resume
+ * them on the other server, and a killed server's sessions go by their
+ * leases.
+ *
  * Each worker records every hold it believed it had, from the moment it
  * learned it held a key to the earlier of its release and the moment its
  * handle (or, for raw locks, its session) reported the lock lost
@@ -79,8 +87,10 @@ import {
   type ServerLock,
   unclaimedLocks,
 } from "./support/history.ts";
-import { startProxy } from "./support/proxy.ts";
-import { envSeed, random } from "./support/random.ts";
+import { Cli } from "./support/cli_process.ts";
+import { startEtcd } from "./support/etcd.ts";
+import { type Proxy, startProxy } from "./support/proxy.ts";
+import { envSeed, type Random, random } from "./support/random.ts";
 import { sleep } from "./support/wait.ts";
 import { sessionName } from "../mod.ts";
 
@@ -308,33 +318,151 @@ async function serverLocks(dialect: Dialect, probe: ELockClient): Promise<Server
   return held;
 }
 
-for (const [index, dialect] of DIALECTS.entries()) {
+/**
+ * Where the workers' clients connect: the servers, each behind a fault
+ * proxy, and the fault done to the servers themselves.
+ */
+interface Servers {
+  readonly proxies: readonly Proxy[];
+  /** `host:port` of every proxy, in the order the clients try them. */
+  readonly hosts: readonly string[];
+  /** The port of a server that is up, for the final probe. */
+  probePort(): number;
+  /** When the servers' own faults are due (ms of `Date.now()`). */
+  readonly serverFaultsAt: number[];
+  /** Does the next server fault (the runtime's `faults` counter is kept by the caller). */
+  serverFault(rng: Random): Promise<"restart" | "kill">;
+  /** How long a session whose connection (or server) died may keep its locks, at most. */
+  readonly releaseWithin: number;
+  close(): Promise<void>;
+}
+
+/**
+ * One bundled server in this process, restarted at a third and two thirds
+ * of the run: it forgets every session, and comes back with a grace period
+ * as long as the release timeout.
+ */
+async function memoryServer(dialect: Dialect, origin: () => number): Promise<Servers> {
+  let server = await startServer({ port: 0, dialect });
+  const proxy = await startProxy(server.port);
+  return {
+    proxies: [proxy],
+    hosts: [`127.0.0.1:${proxy.port}`],
+    probePort: () => server.port,
+    get serverFaultsAt() {
+      return [origin() + DURATION / 3, origin() + (2 * DURATION) / 3];
+    },
+    async serverFault() {
+      const port = server.port;
+      await server.close();
+      // A grace period as long as the release timeout: no client that held a key on the
+      // old server believes it still does (its lease counts from its last reply, before the
+      // restart) by the time the new one grants it.
+      server = await startServer({ port, dialect, graceMs: RELEASE_TIMEOUT });
+      return "restart";
+    },
+    releaseWithin: RELEASE_TIMEOUT + 2000,
+    async close() {
+      await proxy.close();
+      await server.close();
+    },
+  };
+}
+
+/**
+ * Two bundled servers, each an `elock server --store etcd` process, on one
+ * etcd: the clients know both (`hosts`). Three times in the run one of them
+ * is killed with SIGKILL and started again on its port after a random
+ * pause; its sessions live in etcd, so the clients resume them on the
+ * other server (or on it, back up).
+ */
+async function etcdServers(dialect: Dialect, origin: () => number): Promise<Servers> {
+  const etcd = await startEtcd();
+  const start = async (port: number) => {
+    const cli = new Cli([
+      "server",
+      ...["--port", String(port), "--dialect", dialect],
+      ...["--store", "etcd", "--etcd-endpoints", etcd.endpoints.join(",")],
+    ]);
+    const [, listening] = await cli.waitForStderr(/listening on 127\.0\.0\.1:(\d+)/);
+    return { cli, port: Number(listening) };
+  };
+  const servers: { cli: Cli; port: number }[] = [];
+  const proxies: Proxy[] = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const server = await start(0);
+      servers.push(server);
+      proxies.push(await startProxy(server.port));
+    }
+  } catch (error) {
+    await Promise.all([...proxies.map((p) => p.close()), ...servers.map((s) => s.cli.dispose())]);
+    await etcd.stop();
+    throw error;
+  }
+  let down: number | null = null;
+  let kills = 0;
+  return {
+    proxies,
+    hosts: proxies.map((p) => `127.0.0.1:${p.port}`),
+    probePort: () => servers[down === 0 ? 1 : 0]!.port,
+    get serverFaultsAt() {
+      return [1, 2, 3].map((i) => origin() + (i * DURATION) / 4);
+    },
+    async serverFault(rng) {
+      const i = kills++ % 2;
+      down = i;
+      servers[i]!.cli.signal("SIGKILL");
+      await servers[i]!.cli.exit();
+      await sleep(rng.int(200, 1500));
+      servers[i] = await start(servers[i]!.port);
+      down = null;
+      return "kill";
+    },
+    // A killed server's sessions go by their etcd leases: at most 1.5 release timeouts (2 s floor).
+    releaseWithin: Math.max(2000, 1.5 * RELEASE_TIMEOUT) + 3000,
+    async close() {
+      await Promise.all(proxies.map((p) => p.close()));
+      await Promise.all(servers.map((s) => s.cli.dispose()));
+      await etcd.stop();
+    },
+  };
+}
+
+const RUNS: { dialect: Dialect; store: "memory" | "etcd" }[] = [
+  ...DIALECTS.map((dialect) => ({ dialect, store: "memory" as const })),
+  { dialect: "extended", store: "etcd" },
+];
+
+for (const [index, { dialect, store }] of RUNS.entries()) {
+  const label = store === "memory" ? `[${dialect}]` : `[${dialect}, two servers on etcd]`;
   test(
-    `[${dialect}] fault history: ${WORKERS} processes x ${TASKS} tasks, ` +
+    `${label} fault history: ${WORKERS} processes x ${TASKS} tasks, ` +
       `${DURATION / 1000} s of faults, no overlapping holds and no leaked lock`,
-    { timeout: DURATION + DRAIN_LIMIT + 4 * PROCESS_WAIT },
+    { timeout: DURATION + DRAIN_LIMIT + 6 * PROCESS_WAIT },
     async () => {
       const seed = SEED + index * 1_000_003;
       const rng = random(seed);
-      const where = `[${dialect}] (${SEED_TEXT})`;
+      const where = `${label} (${SEED_TEXT})`;
       console.log(`${where} starting`);
-      let server = await startServer({ port: 0, dialect });
-      const proxy = await startProxy(server.port);
+      let origin = Date.now();
+      const servers = store === "memory"
+        ? await memoryServer(dialect, () => origin)
+        : await etcdServers(dialect, () => origin);
       const workers: Worker[] = [];
       const unstallTimers = new Set<ReturnType<typeof setTimeout>>();
       let probe: ELockClient | null = null;
-      const faults: Partial<Record<Fault | "restart", number>> = {};
+      const faults: Partial<Record<Fault | "restart" | "kill", number>> = {};
       const problems: string[] = [];
       const notes: string[] = [];
       let overlaps: Overlap[] = [];
       let leaked: ServerLock[] = [];
-      let origin = Date.now();
       try {
         for (let worker = 1; worker <= WORKERS; worker++) {
           workers.push(
             new Worker({
               worker,
-              port: proxy.port,
+              hosts: servers.hosts,
               seed: seed + worker,
               tasks: TASKS,
               handleKeys: HANDLE_KEYS,
@@ -353,24 +481,19 @@ for (const [index, dialect] of DIALECTS.entries()) {
         const stopAt = origin + DURATION;
         for (const w of workers) w.send(`start ${stopAt}`);
         let delayed = false;
-        // The server restarts at a third and at two thirds of the run: it forgets every session.
-        const restarts = [origin + DURATION / 3, origin + (2 * DURATION) / 3];
+        const serverFaults = servers.serverFaultsAt;
         while (Date.now() < stopAt) {
           await sleep(rng.int(40, 250));
-          if (restarts.length > 0 && Date.now() >= restarts[0]!) {
-            restarts.shift();
-            faults.restart = (faults.restart ?? 0) + 1;
-            const port = server.port;
-            await server.close();
-            // A grace period as long as the release timeout: no client that held a key on the
-            // old server believes it still does (its lease counts from its last reply, before the
-            // restart) by the time the new one grants it.
-            server = await startServer({ port, dialect, graceMs: RELEASE_TIMEOUT });
+          if (serverFaults.length > 0 && Date.now() >= serverFaults[0]!) {
+            serverFaults.shift();
+            const kind = await servers.serverFault(rng);
+            faults[kind] = (faults[kind] ?? 0) + 1;
             continue;
           }
-          const open = proxy.openIndexes;
-          if (open.length === 0) continue;
-          const link = rng.pick(open);
+          const withLinks = servers.proxies.filter((p) => p.openIndexes.length > 0);
+          if (withLinks.length === 0) continue;
+          const proxy = rng.pick(withLinks);
+          const link = rng.pick(proxy.openIndexes);
           let roll = rng.int(1, FAULTS.reduce((sum, [, weight]) => sum + weight, 0));
           const fault = FAULTS.find(([, weight]) => (roll -= weight) <= 0)![0];
           faults[fault] = (faults[fault] ?? 0) + 1;
@@ -385,13 +508,15 @@ for (const [index, dialect] of DIALECTS.entries()) {
           } else if (fault === "delay") {
             delayed = !delayed;
             const ms = delayed ? rng.int(1, 40) : 0;
-            proxy.delay({ toServer: ms, toClient: ms });
+            for (const p of servers.proxies) p.delay({ toServer: ms, toClient: ms });
           } else proxy[fault](link);
         }
         // The faults stop (a half-dead link stays so until its client notices).
         for (const timer of unstallTimers) clearTimeout(timer);
-        proxy.unstall();
-        proxy.delay({ toServer: 0, toClient: 0 });
+        for (const p of servers.proxies) {
+          p.unstall();
+          p.delay({ toServer: 0, toClient: 0 });
+        }
 
         await Promise.all(
           workers.map((w) => w.until(() => w.report !== null, "idle report", DRAIN_LIMIT + 30_000)),
@@ -402,8 +527,8 @@ for (const [index, dialect] of DIALECTS.entries()) {
         overlaps = findOverlaps(holds);
 
         // Sessions whose connection died meanwhile keep their locks for the release timeout.
-        probe = await ELockClient.connect({ port: server.port, releaseTimeout: 0 });
-        const deadline = Date.now() + RELEASE_TIMEOUT + 2000;
+        probe = await ELockClient.connect({ port: servers.probePort(), releaseTimeout: 0 });
+        const deadline = Date.now() + servers.releaseWithin;
         for (;;) {
           leaked = unclaimedLocks(await serverLocks(dialect, probe), holds);
           if (leaked.length === 0 || Date.now() > deadline) break;
@@ -444,8 +569,7 @@ for (const [index, dialect] of DIALECTS.entries()) {
           }
         });
         await probe?.close();
-        await proxy.close();
-        await server.close();
+        await servers.close();
       }
 
       const injected = Object.values(faults).reduce((a, b) => a + b, 0);

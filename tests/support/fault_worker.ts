@@ -46,7 +46,8 @@ import { type Random, random } from "./random.ts";
 /** What the test tells a worker (as JSON in `ELOCK_FAULT_WORKER`). */
 export interface WorkerConfig {
   readonly worker: number;
-  readonly port: number;
+  /** `host:port` of the servers (the fault proxies in front of them), tried in this order. */
+  readonly hosts: readonly string[];
   readonly seed: number;
   readonly tasks: number;
   /** Keys taken through handles (`withLock`, `acquire`). */
@@ -128,7 +129,7 @@ function finish(record: Hold, cut: "release" | "lost", note?: string): void {
 }
 
 const client = await ELockClient.connect({
-  port: config.port,
+  hosts: [...config.hosts],
   releaseTimeout: config.releaseTimeout,
   heartbeat: config.heartbeat,
   commandTimeout: config.commandTimeout,
