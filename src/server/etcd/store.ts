@@ -828,7 +828,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     return false;
   }
 
-  /** A value waiter goes when the oldest waiter wants its value and the key is free or held with it. */
+  /** A value waiter goes when it is the oldest waiter and the key is free or held with its value. */
   async #grantValue(wait: Wait): Promise<boolean> {
     const { session, key, rev } = wait;
     const value = wait.value!;
@@ -845,7 +845,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
     }
     const group = view.values[0]?.value;
     if (view.holder !== null || (group !== undefined && group !== value)) return false;
-    if (view.waiters[0]!.value !== value) return false;
+    // One at a time, oldest first: the holders of a group are listed in the order they waited
+    // (as on the memory table), not in the order concurrent grants happened to commit.
+    if (view.waiters[0]!.secret !== session.secret) return false;
     const t = await this.#txn([
       ...this.#unchanged(key, view.rev),
       cmp(me, "CREATE", "EQUAL", "create_revision", rev),
