@@ -32,7 +32,7 @@ export interface PackagePass {
 /** The project the package is installed in. */
 const PROJECT = ".build/package";
 
-/** Test files of tests/ that test the source tree, not the package. */
+/** Test files of tests/ that the package passes leave out: they test the source tree, or take long and test nothing of the package. */
 const SOURCE_TREE_ONLY = new Set([
   // Runs the Deno example from the repository; tests/package/examples_test.ts covers the rest.
   "examples_test.ts",
@@ -40,6 +40,12 @@ const SOURCE_TREE_ONLY = new Set([
   "runtime_isolation_test.ts",
   // Long (about 35 s) and tests the client's behaviour, not the package: once per runtime is enough.
   "fault_history_test.ts",
+  // Long (about 30, 15 and 40 s) and test the server's limits and its etcd store in process, not
+  // the package: once per runtime is enough. The package's `elock server --store etcd` still runs
+  // in every pass (etcd_server_test.ts), and so do the transcripts on both stores.
+  "server_conn_hardening_test.ts",
+  "server_table_hardening_test.ts",
+  "etcd_store_test.ts",
 ]);
 
 /** tests/package/ files that run only in some passes; the others run in every pass. */

@@ -76,13 +76,13 @@ for (const dialect of DIALECTS) {
       await using proxy = await startProxy(port);
       const client = await connect({
         port: proxy.port,
-        releaseTimeout: 2000,
+        releaseTimeout: 1000,
         commandTimeout: 30_000,
         poolSize: 1,
       });
-      // Every reply comes 5 s late: the lease (1.8 s after the grant's reply) runs out while the
+      // Every reply comes 2 s late: the lease (0.9 s after the grant's reply) runs out while the
       // fence is asked, and the client frees the session's locks (unlock_all) before its next call.
-      proxy.delay({ toClient: 5000 });
+      proxy.delay({ toClient: 2000 });
       const outcome = await client.acquire("k", { fence: true }).then(
         (lock) => `resolved: lost=${lock.lost} token=${lock.token}`,
         (error: Error) => `rejected: ${error.name}`,
