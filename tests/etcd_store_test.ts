@@ -174,6 +174,32 @@ test("etcd store: fence tokens grow across grants and servers", SLOW, async () =
 });
 
 test(
+  "etcd store: fence tokens keep growing across a restart of every server, and of etcd",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    const token = async () => {
+      const store = await EtcdStore.connect({ endpoints: etcd.endpoints });
+      try {
+        const s = await store.createSession();
+        assert.ok(acquired(await store.lock(s, "f", null, 10_000)));
+        const t = (await store.fence(s, "f"))!;
+        await store.unlock(s, "f");
+        return t;
+      } finally {
+        await store.close();
+      }
+    };
+    // Each token from a server started afresh (nothing of the last one's memory is left).
+    const tokens = [await token(), await token()];
+    await etcd.kill(0);
+    await etcd.restart(0);
+    tokens.push(await token());
+    for (let i = 1; i < tokens.length; i++) assert.ok(tokens[i]! > tokens[i - 1]!, `${tokens}`);
+  },
+);
+
+test(
   "etcd store: a killed server's sessions lose their locks after their release timeout",
   SLOW,
   async () => {
