@@ -368,8 +368,14 @@ export class EtcdStore implements LockStore<EtcdSession> {
         if (colon > 0 && Number.isInteger(len)) lockKey = rest.slice(colon + 1, colon + 1 + len);
       }
       if (lockKey === null) continue;
-      const set = this.#waits.get(lockKey);
-      if (set !== undefined) { for (const wait of set) this.#tryGrant(wait); }
+      // Only the oldest waiter of the key can be granted (each grant is conditioned on being
+      // first): waking the others would cost etcd a transaction each, on every change.
+      let oldest: Wait | null = null;
+      for (const wait of this.#waits.get(lockKey) ?? []) {
+        if (wait.finished || wait.leaving) continue;
+        if (oldest === null || wait.rev < oldest.rev) oldest = wait;
+      }
+      if (oldest !== null) this.#tryGrant(oldest);
     }
     this.#watchRev = Math.max(this.#watchRev, revision(result));
   }
