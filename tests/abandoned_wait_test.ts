@@ -2,8 +2,8 @@
  * A wait given up by its caller (`signal`) frees its session at once: when
  * the session holds nothing else, the session goes on as a new one on a new
  * connection, and the connection the wait occupies is left to wait out the
- * server's answer on its own: a late grant is released on it (`unlock KEY`),
- * then it closes. It is not closed while the server may still answer the
+ * server's answer on its own, then ends the old session (`set_timeout 0`,
+ * which frees a late grant) and closes. It is not closed while the server may still answer the
  * wait: the reference servers keep the waiter of a closed connection (the
  * Erlang one grants it and keeps the grant for the release timeout, the
  * NodeJS one exits when it writes the grant). When the session holds
@@ -250,3 +250,39 @@ for (const closedWaiters of ["keep", "crash"] as const) {
     }
   });
 }
+
+test("[Erlang-like server with defect 9] an aborted wait keeps a session that held a lock: the key it handed over stays the waiter's", async () => {
+  await using fake = await startErlangLikeServer({ closedWaiters: "keep", staleHandOff: true });
+  const open: ELockClient[] = [];
+  try {
+    const connect = async (options: ConnectOptions = {}) => {
+      const client = await ELockClient.connect({ port: fake.port, ...options });
+      open.push(client);
+      return client;
+    };
+    const s = await connect({ poolSize: 1 });
+    const w = await connect();
+    const other = await connect();
+    const k = await s.acquire("k");
+    const handedOver = w.acquire("k", { timeout: 30_000 });
+    await until(() => fake.waiting("k") === 1, "w waits for k");
+    assert.equal(await k.release(), true);
+    const wk = await handedOver;
+    // k stays on s's session's list at the server: ending that session would free w's key.
+    assert.equal(await other.lock("k2"), true);
+    const controller = new AbortController();
+    const waiting = s.acquire("k2", { timeout: 60_000, signal: controller.signal });
+    await until(() => fake.waiting("k2") === 1, "s waits for k2");
+    controller.abort(new Error("enough"));
+    await assert.rejects(waiting, /enough/);
+    assert.equal(await other.unlock("k2"), true);
+    // s's session got k2 late; the client releases it on that session (which it kept).
+    await until(() => fake.holderOf("k2") === null, "k2 released");
+    const probe = await connect({ releaseTimeout: 0 });
+    assert.equal(await probe.lock("k"), false, "k is w's: nobody else may take it");
+    assert.equal(wk.lost, false);
+    assert.equal(await wk.release(), true);
+  } finally {
+    await Promise.all(open.map((client) => client.close()));
+  }
+});

@@ -423,7 +423,7 @@ export class ELockClient extends EventTarget {
     const waitWord = words[0] === "lock" ? words[2] : words[0] === "lock_value" ? words[3] : "";
     const waitMs = /^[0-9]{1,10}$/.test(waitWord ?? "") ? Number(waitWord) * 1000 : 0;
     const reply = await this.#primary.request(bytes, { barrier: true, waitMs });
-    if (reply.code === 200) this.#noteRaw(words);
+    if (reply.code === 200) this.#noteRaw(words, reply);
     // The caller's own copy: one-line replies are shared (frozen) inside the client.
     return { code: reply.code, message: reply.message, lines: [...reply.lines] };
   }
@@ -725,12 +725,13 @@ export class ELockClient extends EventTarget {
   }
 
   /** Keeps what the client knows of its session right after a raw command succeeded. */
-  #noteRaw(words: string[]): void {
+  #noteRaw(words: string[], reply: Reply): void {
     const [command, argument] = words;
     const primary = this.#primary;
     // What raw commands lock and unlock counts in the ledger, as for lock() and unlock().
     if ((command === "lock" || command === "lock_value") && argument !== undefined) {
       primary.ledger.rawLocked(argument);
+      primary.ledger.noteGrant(reply);
     }
     if (command === "unlock" && words.length === 2 && argument !== undefined) {
       primary.ledger.unlocked(

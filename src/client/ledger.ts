@@ -42,6 +42,20 @@ export class SessionLedger {
   readonly #release: (wire: string, done: (reply: Reply | null) => void) => void;
   /** Counts session losses: a grant sent in an older epoch is not believed. */
   epoch = 0;
+  /**
+   * A lock was granted in the original dialect's words (`200 Acquired`):
+   * the Erlang server keeps a key its session handed over on that session's
+   * list and frees it when the session ends (its defect 9), so this session
+   * is not ended early ({@linkcode Supervisor.renew}).
+   */
+  grantedOriginal = false;
+
+  /** Notes a lock reply: see {@linkcode SessionLedger.grantedOriginal}. */
+  noteGrant(reply: Reply | null): void {
+    if (reply !== null && reply.code === 200 && reply.message === "Acquired") {
+      this.grantedOriginal = true;
+    }
+  }
 
   /**
    * @param release sends `unlock WIRE` ahead of queued calls; calls `done`

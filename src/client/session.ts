@@ -358,6 +358,7 @@ class LockAttempt implements RequestOptions {
   }
 
   onReply(reply: Reply): void {
+    this.#ledger.noteGrant(reply);
     this.believed = this.#ticket?.replied(reply) ?? true;
   }
 
@@ -366,6 +367,7 @@ class LockAttempt implements RequestOptions {
   }
 
   onUnseenReply(reply: Reply | null): void {
+    this.#ledger.noteGrant(reply);
     this.#ticket?.unseen(reply);
   }
 }

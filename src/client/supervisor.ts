@@ -84,7 +84,8 @@ export class Supervisor {
 
   /**
    * Frees a connection held by a wait whose caller gave up, when the session
-   * holds nothing: the session goes on as a new one on a new connection at
+   * holds nothing (and was never granted a lock by an original-dialect
+   * server: see {@linkcode SessionLedger.grantedOriginal}): the session goes on as a new one on a new connection at
    * once, and the old connection waits out the server's answer to the wait
    * on its own, then ends the old session with `set_timeout 0` (freeing a
    * late grant) and closes ({@linkcode Connection.leaveWait}).
@@ -95,6 +96,7 @@ export class Supervisor {
     const { connection, ledger, settings } = this.#session;
     if (
       !this.#started || this.#stopped || settings.reconnect === null || ledger.holding ||
+      ledger.grantedOriginal ||
       !connection.abandonedWait || connection.down !== null || connection.failure !== null
     ) {
       return false;

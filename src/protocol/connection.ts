@@ -697,7 +697,10 @@ class LeftWire implements WireOwner {
   }
 
   onWireError(): void {
-    this.close();
+    // A reply that makes no sense: the farewell still goes (a late grant then goes with the
+    // session); a stream that ended takes the write harmlessly.
+    if (this.#answered) this.close();
+    else this.abandon();
   }
 
   /** Closes it without waiting for the answer to the wait: `farewell` first. */
@@ -726,7 +729,14 @@ class LeftWire implements WireOwner {
 
   #arm(ms: number, then: () => void): void {
     clearTimeout(this.#timer);
-    this.#timer = setTimeout(then, Math.min(Math.max(0, ms), 2 ** 31 - 1));
+    const at = Date.now() + ms;
+    // Timers run at most 2^31 - 1 ms: a longer wait (up to about 24.8 days) is armed again.
+    const tick = () => {
+      const left = at - Date.now();
+      if (left > 0) this.#timer = setTimeout(tick, Math.min(left, 2 ** 31 - 1));
+      else then();
+    };
+    this.#timer = setTimeout(tick, Math.min(Math.max(0, ms), 2 ** 31 - 1));
   }
 }
 

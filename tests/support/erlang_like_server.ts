@@ -40,6 +40,12 @@ export interface ReferenceLikeOptions {
    * server).
    */
   closedWaiters?: "drop" | "keep" | "crash";
+  /**
+   * The Erlang server's defect 9: a key handed over to a waiter stays on
+   * the list of the session that released it, so that session's
+   * `unlock_all`, or its end, frees the key the waiter now holds.
+   */
+  staleHandOff?: boolean;
 }
 
 /** The imitation server, listening on 127.0.0.1. */
@@ -105,14 +111,19 @@ export async function startErlangLikeServer(
     session.held.add(key);
   };
   const release = (session: Session, key: string) => {
-    if (holders.get(key) !== session) return;
+    const holder = holders.get(key);
+    // Defect 9: a stale entry of an earlier holder releases the current holder's key.
+    if (holder !== session && !(options.staleHandOff && session.held.has(key))) return;
     holders.delete(key);
     session.held.delete(key);
+    holder?.held.delete(key);
     const next = queues.get(key)?.shift();
     if (next !== undefined) {
       clearTimeout(next.timer);
       grant(next.session, key);
       next.settle(true);
+      // ... and the key stays on the releasing session's list.
+      if (options.staleHandOff) session.held.add(key);
     }
   };
   const leaveQueue = (waiter: Waiter) => {
