@@ -247,3 +247,58 @@ test("examples/ha.ts runs: the client fails over from A to B with its lock", SLO
   assert.match(run.stdout, /lock lost: false/);
   assert.match(run.stdout, /after the release: true/);
 });
+
+for (const store of ["memory", "etcd"] as const) {
+  test(
+    `[${store} store] value waiters queued before a group formed join it, past a waiter for another value`,
+    SLOW,
+    async () => {
+      await using etcd = store === "etcd" ? await startEtcd() : null;
+      await using server = await startServer({
+        port: 0,
+        dialect: "extended",
+        ...(etcd === null ? {} : { store: "etcd", etcdEndpoints: etcd.endpoints }),
+      });
+      const lines: LineClient[] = [];
+      const connect = async () => {
+        const line = await LineClient.connect(server.port);
+        lines.push(line);
+        return line;
+      };
+      try {
+        const [a, c, x, d, probe] = [
+          await connect(),
+          await connect(),
+          await connect(),
+          await connect(),
+          await connect(),
+        ];
+        const requests = async () => {
+          probe.send("debug");
+          const found: string[] = [];
+          for (let line = await probe.line(); line !== "END"; line = await probe.line()) {
+            if (line.startsWith("REQUEST ")) found.push(line);
+          }
+          return found.length;
+        };
+        assert.equal(await a.request("lock_value k red"), "200 Lock acquired");
+        c.send("lock_value k blue 20");
+        await until(async () => (await requests()) === 1, "C queued", 10_000);
+        x.send("lock_value k red 20");
+        await until(async () => (await requests()) === 2, "X queued", 10_000);
+        d.send("lock_value k blue 20");
+        await until(async () => (await requests()) === 3, "D queued", 10_000);
+        assert.equal(await a.request("unlock k"), "200 Lock released");
+        // C picks blue, and D, queued for blue before the group formed, joins it.
+        assert.equal(await c.line(10_000), "200 Lock acquired");
+        assert.equal(await d.line(10_000), "200 Lock acquired");
+        assert.equal(await requests(), 1, "only X waits");
+        assert.equal(await c.request("unlock k"), "200 Lock released");
+        assert.equal(await d.request("unlock k"), "200 Lock released");
+        assert.equal(await x.line(10_000), "200 Lock acquired", "then X gets red");
+      } finally {
+        for (const line of lines) await line.close();
+      }
+    },
+  );
+}

@@ -368,14 +368,21 @@ export class EtcdStore implements LockStore<EtcdSession> {
         if (colon > 0 && Number.isInteger(len)) lockKey = rest.slice(colon + 1, colon + 1 + len);
       }
       if (lockKey === null) continue;
-      // Only the oldest waiter of the key can be granted (each grant is conditioned on being
-      // first): waking the others would cost etcd a transaction each, on every change.
+      // Only the oldest waiter of the key, or the oldest of a value (joining its group), can be
+      // granted (each grant is conditioned on that): waking the others would cost etcd a
+      // transaction each, on every change.
       let oldest: Wait | null = null;
+      const oldestOf = new Map<string, Wait>();
       for (const wait of this.#waits.get(lockKey) ?? []) {
         if (wait.finished || wait.leaving) continue;
         if (oldest === null || wait.rev < oldest.rev) oldest = wait;
+        const same = wait.value === null ? undefined : oldestOf.get(wait.value);
+        if (wait.value !== null && (same === undefined || wait.rev < same.rev)) {
+          oldestOf.set(wait.value, wait);
+        }
       }
       if (oldest !== null) this.#tryGrant(oldest);
+      for (const wait of oldestOf.values()) if (wait !== oldest) this.#tryGrant(wait);
     }
     this.#watchRev = Math.max(this.#watchRev, revision(result));
   }
@@ -834,7 +841,11 @@ export class EtcdStore implements LockStore<EtcdSession> {
     return false;
   }
 
-  /** A value waiter goes when it is the oldest waiter and the key is free or held with its value. */
+  /**
+   * A value waiter goes when the key is free and it is the oldest waiter, or
+   * when the key is held with its value, it was queued before that group
+   * formed, and it is the oldest such waiter.
+   */
   async #grantValue(wait: Wait): Promise<boolean> {
     const { session, key, rev } = wait;
     const value = wait.value!;
@@ -853,7 +864,15 @@ export class EtcdStore implements LockStore<EtcdSession> {
     if (view.holder !== null || (group !== undefined && group !== value)) return false;
     // One at a time, oldest first: the holders of a group are listed in the order they waited
     // (as on the memory table), not in the order concurrent grants happened to commit.
-    if (view.waiters[0]!.secret !== session.secret) return false;
+    if (group === undefined) {
+      // The key is free: its oldest waiter picks the next value.
+      if (view.waiters[0]!.secret !== session.secret) return false;
+    } else {
+      // Held with this value: every waiter for it that was queued before the group formed joins
+      // it (as the memory table grants them together), past waiters for other values.
+      if (rev > view.values[0]!.create) return false;
+      if (view.waiters.find((w) => w.value === value)?.secret !== session.secret) return false;
+    }
     const t = await this.#txn([
       ...this.#unchanged(key, view.rev),
       cmp(me, "CREATE", "EQUAL", "create_revision", rev),
