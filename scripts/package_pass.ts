@@ -48,6 +48,27 @@ const SOURCE_TREE_ONLY = new Set([
   "etcd_store_test.ts",
 ]);
 
+/**
+ * Long behavioural suites (faults, chaos, races, hostile input, transcripts,
+ * the etcd store, signals): plain JavaScript whose outcome does not depend
+ * on the Node version. They run against the package on Node 20 and Bun;
+ * the Node 22 and 24 passes run the rest (the client, transports, CLI,
+ * examples, types, tests/package/).
+ */
+const FIRST_NODE_AND_BUN = new Set([
+  "abort_race_test.ts",
+  "chaos_test.ts",
+  "cli_lock_signals_test.ts",
+  "contention_test.ts",
+  "etcd_server_test.ts",
+  "fencing_test.ts",
+  "hostile_input_test.ts",
+  "lock_truth_loss_test.ts",
+  "lock_truth_test.ts",
+  "review_test.ts",
+  "transcripts_test.ts",
+]);
+
 /** tests/package/ files that run only in some passes; the others run in every pass. */
 const ONLY_IN: Record<string, (runtime: "node" | "bun", first: boolean) => boolean> = {
   "bun_example_test.ts": (runtime) => runtime === "bun",
@@ -209,7 +230,7 @@ export async function packagePasses(): Promise<PackagePass[]> {
     .map((e) => e.name)
     .sort();
   const files = (runtime: "node" | "bun", first: boolean) => [
-    ...tests,
+    ...tests.filter((f) => runtime === "bun" || first || !FIRST_NODE_AND_BUN.has(f)),
     ...packageTests.filter((f) => ONLY_IN[f]?.(runtime, first) ?? true).map((f) => `package/${f}`),
   ];
 
