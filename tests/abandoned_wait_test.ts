@@ -22,6 +22,23 @@ import { DIALECTS, type Fixture, withServer } from "./support/client_server.ts";
 import { startErlangLikeServer } from "./support/erlang_like_server.ts";
 import { until } from "./support/wait.ts";
 
+/** Clients of the server on `port`, every one closed on dispose. */
+function clientsOf(
+  port: number,
+): { connect(options?: ConnectOptions): Promise<ELockClient> } & AsyncDisposable {
+  const open: ELockClient[] = [];
+  return {
+    async connect(options = {}) {
+      const client = await ELockClient.connect({ port, ...options });
+      open.push(client);
+      return client;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(open.map((client) => client.close()));
+    },
+  };
+}
+
 /** The server session that waited for `key` (the first wait for it). */
 function waiter(fixture: Fixture, key: string): string {
   const wait = fixture.events.find((e) => e.type === "wait" && e.key === key);
@@ -177,112 +194,88 @@ for (const closedWaiters of ["keep", "crash"] as const) {
   const server = closedWaiters === "keep" ? "Erlang" : "NodeJS";
   test(`[${server}-like server] an aborted wait frees its session; the late grant is released, the server stays up`, async () => {
     await using fake = await startErlangLikeServer({ closedWaiters });
-    const open: ELockClient[] = [];
-    try {
-      const connect = async () => {
-        const client = await ELockClient.connect({ port: fake.port });
-        open.push(client);
-        return client;
-      };
-      const holder = await connect();
-      assert.equal(await holder.lock("k"), true);
-      const client = await connect();
-      const controller = new AbortController();
-      const waiting = client.acquire("k", { timeout: 60_000, signal: controller.signal });
-      await until(() => fake.waiting("k") === 1, "the wait queued");
-      controller.abort(new Error("enough"));
-      await assert.rejects(waiting, /enough/);
-      // Free at once, while the old connection still waits for k.
-      assert.equal(typeof (await client.stats()).locks, "number");
-      assert.equal(fake.waiting("k"), 1, "the old connection's wait is still queued");
-      assert.equal(await holder.unlock("k"), true);
-      await until(() => fake.holderOf("k") === null, "the late grant released");
-      assert.equal(fake.crashed, false, "the server is up");
-      const probe = await connect();
-      assert.equal(await probe.lock("k"), true, "nobody holds k");
-      assert.equal(await probe.unlock("k"), true);
-      const again = await client.acquire("k", { timeout: 10_000 });
-      assert.equal(await again.release(), true);
-    } finally {
-      await Promise.all(open.map((client) => client.close()));
-    }
+    await using clients = clientsOf(fake.port);
+    const connect = clients.connect;
+    const holder = await connect();
+    assert.equal(await holder.lock("k"), true);
+    const client = await connect();
+    const controller = new AbortController();
+    const waiting = client.acquire("k", { timeout: 60_000, signal: controller.signal });
+    await until(() => fake.waiting("k") === 1, "the wait queued");
+    controller.abort(new Error("enough"));
+    await assert.rejects(waiting, /enough/);
+    // Free at once, while the old connection still waits for k.
+    assert.equal(typeof (await client.stats()).locks, "number");
+    assert.equal(fake.waiting("k"), 1, "the old connection's wait is still queued");
+    assert.equal(await holder.unlock("k"), true);
+    await until(() => fake.holderOf("k") === null, "the late grant released");
+    assert.equal(fake.crashed, false, "the server is up");
+    const probe = await connect();
+    assert.equal(await probe.lock("k"), true, "nobody holds k");
+    assert.equal(await probe.unlock("k"), true);
+    const again = await client.acquire("k", { timeout: 10_000 });
+    assert.equal(await again.release(), true);
   });
 
   test(`[${server}-like server] a fifth aborted wait while four left connections still wait keeps its connection; all are freed`, async () => {
     await using fake = await startErlangLikeServer({ closedWaiters });
-    const open: ELockClient[] = [];
-    try {
-      const connect = async (options: ConnectOptions = {}) => {
-        const client = await ELockClient.connect({ port: fake.port, ...options });
-        open.push(client);
-        return client;
-      };
-      const holder = await connect();
-      const client = await connect({ poolSize: 1 });
-      const keys = Array.from({ length: 5 }, (_, i) => `k${i}`);
-      for (const key of keys) assert.equal(await holder.lock(key), true);
-      for (const key of keys) {
-        const controller = new AbortController();
-        const waiting = client.acquire(key, { timeout: 60_000, signal: controller.signal });
-        await until(() => fake.waiting(key) === 1, `the wait for ${key} queued`);
-        controller.abort(new Error("enough"));
-        await assert.rejects(waiting, /enough/);
-        if (key === keys[4]) break;
-        // Left: the session is free at once (a call that neither holds nor pins it).
-        assert.equal(typeof (await client.stats()).locks, "number");
-      }
-      // The fifth wait still occupies the session: a call queued now is answered after it ends.
-      let answered = false;
-      const queued = client.stats().then((stats) => (answered = true, stats));
-      for (const key of keys.slice(0, 4)) assert.equal(await holder.unlock(key), true);
-      await until(() => keys.slice(0, 4).every((key) => fake.holderOf(key) === null), "k0-k3 free");
-      assert.equal(answered, false, "held back by the fifth wait");
-      assert.equal(await holder.unlock(keys[4]!), true);
-      assert.equal(typeof (await queued).locks, "number");
-      for (const key of keys) {
-        await until(() => fake.holderOf(key) === null, `${key} free`);
-      }
-      assert.equal(fake.crashed, false, "the server is up");
-      const held = await client.acquire(keys[0]!, { timeout: 10_000 });
-      assert.equal(await held.release(), true);
-    } finally {
-      await Promise.all(open.map((client) => client.close()));
+    await using clients = clientsOf(fake.port);
+    const connect = clients.connect;
+    const holder = await connect();
+    const client = await connect({ poolSize: 1 });
+    const keys = Array.from({ length: 5 }, (_, i) => `k${i}`);
+    for (const key of keys) assert.equal(await holder.lock(key), true);
+    for (const key of keys) {
+      const controller = new AbortController();
+      const waiting = client.acquire(key, { timeout: 60_000, signal: controller.signal });
+      await until(() => fake.waiting(key) === 1, `the wait for ${key} queued`);
+      controller.abort(new Error("enough"));
+      await assert.rejects(waiting, /enough/);
+      if (key === keys[4]) break;
+      // Left: the session is free at once (a call that neither holds nor pins it).
+      assert.equal(typeof (await client.stats()).locks, "number");
     }
+    // The fifth wait still occupies the session: a call queued now is answered after it ends.
+    let answered = false;
+    const queued = client.stats().then((stats) => (answered = true, stats));
+    for (const key of keys.slice(0, 4)) assert.equal(await holder.unlock(key), true);
+    await until(() => keys.slice(0, 4).every((key) => fake.holderOf(key) === null), "k0-k3 free");
+    assert.equal(answered, false, "held back by the fifth wait");
+    assert.equal(await holder.unlock(keys[4]!), true);
+    assert.equal(typeof (await queued).locks, "number");
+    for (const key of keys) {
+      await until(() => fake.holderOf(key) === null, `${key} free`);
+    }
+    assert.equal(fake.crashed, false, "the server is up");
+    const held = await client.acquire(keys[0]!, { timeout: 10_000 });
+    assert.equal(await held.release(), true);
   });
 }
 
 test("[Erlang-like server with defect 9] an aborted wait keeps a session that held a lock: the key it handed over stays the waiter's", async () => {
   await using fake = await startErlangLikeServer({ closedWaiters: "keep", staleHandOff: true });
-  const open: ELockClient[] = [];
-  try {
-    const connect = async (options: ConnectOptions = {}) => {
-      const client = await ELockClient.connect({ port: fake.port, ...options });
-      open.push(client);
-      return client;
-    };
-    const s = await connect({ poolSize: 1 });
-    const w = await connect();
-    const other = await connect();
-    const k = await s.acquire("k");
-    const handedOver = w.acquire("k", { timeout: 30_000 });
-    await until(() => fake.waiting("k") === 1, "w waits for k");
-    assert.equal(await k.release(), true);
-    const wk = await handedOver;
-    // k stays on s's session's list at the server: ending that session would free w's key.
-    assert.equal(await other.lock("k2"), true);
-    const controller = new AbortController();
-    const waiting = s.acquire("k2", { timeout: 60_000, signal: controller.signal });
-    await until(() => fake.waiting("k2") === 1, "s waits for k2");
-    controller.abort(new Error("enough"));
-    await assert.rejects(waiting, /enough/);
-    assert.equal(await other.unlock("k2"), true);
-    // s's session got k2 late; the client releases it on that session (which it kept).
-    await until(() => fake.holderOf("k2") === null, "k2 released");
-    const probe = await connect({ releaseTimeout: 0 });
-    assert.equal(await probe.lock("k"), false, "k is w's: nobody else may take it");
-    assert.equal(wk.lost, false);
-    assert.equal(await wk.release(), true);
-  } finally {
-    await Promise.all(open.map((client) => client.close()));
-  }
+  await using clients = clientsOf(fake.port);
+  const connect = clients.connect;
+  const s = await connect({ poolSize: 1 });
+  const w = await connect();
+  const other = await connect();
+  const k = await s.acquire("k");
+  const handedOver = w.acquire("k", { timeout: 30_000 });
+  await until(() => fake.waiting("k") === 1, "w waits for k");
+  assert.equal(await k.release(), true);
+  const wk = await handedOver;
+  // k stays on s's session's list at the server: ending that session would free w's key.
+  assert.equal(await other.lock("k2"), true);
+  const controller = new AbortController();
+  const waiting = s.acquire("k2", { timeout: 60_000, signal: controller.signal });
+  await until(() => fake.waiting("k2") === 1, "s waits for k2");
+  controller.abort(new Error("enough"));
+  await assert.rejects(waiting, /enough/);
+  assert.equal(await other.unlock("k2"), true);
+  // s's session got k2 late; the client releases it on that session (which it kept).
+  await until(() => fake.holderOf("k2") === null, "k2 released");
+  const probe = await connect({ releaseTimeout: 0 });
+  assert.equal(await probe.lock("k"), false, "k is w's: nobody else may take it");
+  assert.equal(wk.lost, false);
+  assert.equal(await wk.release(), true);
 });

@@ -96,24 +96,18 @@ export class Supervisor {
     const { connection, ledger, settings } = this.#session;
     if (
       !this.#started || this.#stopped || settings.reconnect === null || ledger.holding ||
-      ledger.grantedOriginal ||
-      !connection.abandonedWait || connection.down !== null || connection.failure !== null
+      ledger.grantedOriginal
     ) {
       return false;
     }
-    // A grant on the old connection is nobody's: not believed here; the old connection frees it.
-    ledger.epoch++;
-    // Set before the drop, which leaveWait() reports at once: no disconnect, no resume.
-    const id = this.#session.id;
-    this.#renewing = true;
-    this.#expired = true;
-    this.#session.id = null;
-    if (connection.leaveWait(setTimeoutCommand(0))) return true;
-    ledger.epoch--;
-    this.#renewing = false;
-    this.#expired = false;
-    this.#session.id = id;
-    return false;
+    return connection.leaveWait(setTimeoutCommand(0), () => {
+      // A grant on the old connection is nobody's: not believed here; the old connection frees
+      // it. Set before the drop, which leaveWait() reports at once: no disconnect, no resume.
+      ledger.epoch++;
+      this.#renewing = true;
+      this.#expired = true;
+      this.#session.id = null;
+    });
   }
 
   /** Whether the lease has run out since the last connection was set up. */

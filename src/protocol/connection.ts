@@ -243,10 +243,11 @@ export class Connection {
    *
    * @param farewell ends the old session once written (`set_timeout 0`: its
    *   locks, a late grant included, go when the connection closes)
+   * @param leaving called when it is left, right before the drop is reported
    * @returns whether it was left (`false`: not up, not held by an abandoned
    *   leavable wait, or {@linkcode MAX_LEFT} connections left are still open)
    */
-  leaveWait(farewell: Uint8Array): boolean {
+  leaveWait(farewell: Uint8Array, leaving: () => void): boolean {
     if (this.#failure !== null || this.#down !== null || !this.abandonedWait) return false;
     if (this.#inflight[0]!.options.leavable !== true) return false;
     // Each left connection may hold a place in a key's queue until its wait ends: a few at most.
@@ -263,6 +264,7 @@ export class Connection {
     // A write of the wait still under way (a full send buffer) must not hold the next connection.
     this.#pumpRun++;
     this.#pumping = false;
+    leaving();
     this.#drop(new ConnectionClosedError("Connection closed: left after an abandoned wait"), false);
     return true;
   }
@@ -350,11 +352,7 @@ export class Connection {
     other.#stopTimer();
     this.#sent = true;
     this.#down = null;
-    // A wire left by leaveWait() closes itself once the server has answered on it.
-    if (!(old.owner instanceof LeftWire)) {
-      old.owner = null;
-      void old.close();
-    }
+    void release(old);
     this.#kick();
   }
 
@@ -366,7 +364,7 @@ export class Connection {
    */
   async close(message = "Connection closed: by the client"): Promise<void> {
     this.fail(new ConnectionClosedError(message));
-    if (!(this.#wire.owner instanceof LeftWire)) await this.#wire.close();
+    await release(this.#wire);
   }
 
   /** Fails the connection with `error`: rejects everything, closes the stream. @internal */
@@ -391,7 +389,7 @@ export class Connection {
       item.reject(i === 0 ? error : others);
     });
     for (const left of [...this.#left]) left.abandon();
-    if (!(this.#wire.owner instanceof LeftWire)) void this.#wire.close();
+    void release(this.#wire);
   }
 
   /**
@@ -434,13 +432,7 @@ export class Connection {
       }
     }
     this.#queue.unshift(...again);
-    const old = this.#wire;
-    if (old.owner instanceof LeftWire) {
-      closed();
-      return;
-    }
-    old.owner = null;
-    void old.close().then(closed);
+    void release(this.#wire).then(closed);
   }
 
   /** The wire's stream ended or failed. @internal */
@@ -639,6 +631,17 @@ export class Connection {
       );
     }, Math.min(Math.max(0, this.#dueAt - Date.now()), 2 ** 31 - 1));
   }
+}
+
+/**
+ * Closes `wire` for its connection, unless {@linkcode Connection.leaveWait}
+ * handed it to a {@linkcode LeftWire}, which closes it once the server has
+ * answered on it.
+ */
+function release(wire: Wire): Promise<void> {
+  if (wire.owner instanceof LeftWire) return RESOLVED;
+  wire.owner = null;
+  return wire.close();
 }
 
 /** Who gets what comes from a {@linkcode Wire}. */

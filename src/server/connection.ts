@@ -311,11 +311,11 @@ class SessionHandler {
   #writer: WritableStreamDefaultWriter<Uint8Array> | null = null;
   #resumeReading: (() => void) | null = null;
   /**
-   * A lock with a wait is on its way to a store (whose table registers the
-   * wait only once etcd has answered): reading goes on meanwhile, as for a
-   * registered wait, so that a disconnect is seen.
+   * A lock with a wait is pending (on the memory table it waits; a store
+   * registers the wait only once etcd has answered): reading goes on, up to
+   * the parking bound, so that a disconnect is seen.
    */
-  #waitPending = false;
+  #lockWaits = false;
   #lastInput = 0;
   /** An unlock of this batch granted a waiter (see #runNow). */
   #handedOver = false;
@@ -420,7 +420,7 @@ class SessionHandler {
         // Runs the batch at once, and writes its replies in one write.
         this.#kick();
         if (this.#queuedBytes >= MAX_QUEUED_BYTES && !this.#ended && !this.#broken) {
-          if (!this.#lockWaits()) {
+          if (!this.#lockWaits) {
             // Behind: read no more until the queue has shrunk.
             this.#resumeReading = resume;
             raw.pause();
@@ -456,7 +456,7 @@ class SessionHandler {
     try {
       for (;;) {
         if (this.#queuedBytes >= MAX_QUEUED_BYTES && !this.#ended && !this.#broken) {
-          if (!this.#lockWaits()) {
+          if (!this.#lockWaits) {
             // Behind (a client that does not read its replies, or a burst):
             // read no more until the queue has shrunk.
             await new Promise<void>((resolve) => this.#resumeReading = resolve);
@@ -640,11 +640,6 @@ class SessionHandler {
     this.#ctx.onEvent({ type: "command", session: this.#session.id, line: shown, reply: answer });
   }
 
-  /** Whether a lock waits (or one with a wait is on its way to the store). */
-  #lockWaits(): boolean {
-    return this.#session.waiting !== null || this.#waitPending;
-  }
-
   /** Lets a reader paused by a full queue go on. */
   #wakeReader(): void {
     const resume = this.#resumeReading;
@@ -801,9 +796,10 @@ class SessionHandler {
     if (result instanceof Promise) {
       if (table instanceof LockTable) {
         this.#ctx.onEvent?.({ type: "wait", session: this.#session.id, key });
-      } else if (seconds > 0) {
-        this.#waitPending = true;
-        const done = () => void (this.#waitPending = false);
+      }
+      if (seconds > 0) {
+        this.#lockWaits = true;
+        const done = () => void (this.#lockWaits = false);
         result.then(done, done);
       }
       return this.#then(result, (r) => this.#lockReply(r));
