@@ -378,3 +378,95 @@ test("etcd store: one member of three killed: a queued waiter is still served", 
   assert.ok(acquired(await waiting), "the waiter on the other server was granted");
   assert.equal((await a.lock(s1, "k", null, 0)).kind, "unavailable");
 });
+
+/** The `h/KEY` record of `key` in etcd as the store wrote it, or null. */
+async function holdRecord(
+  store: EtcdStore,
+  key: string,
+): Promise<{ create: number; mod: number } | null> {
+  const r = await store.gateway.call("/kv/range", { key: btoa(store.prefix + "h/" + key) });
+  const kv = (r.kvs as { create_revision: string; mod_revision: string }[] | undefined)?.[0];
+  return kv === undefined
+    ? null
+    : { create: Number(kv.create_revision), mod: Number(kv.mod_revision) };
+}
+
+test(
+  "etcd store: an unlock hands the key to the oldest exclusive waiter in its own transaction",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    await using pair = await servers(etcd);
+    const { a, b } = pair;
+    const holder = await a.createSession();
+    const waiter = await b.createSession();
+    // The unlocking server learns of the waiter from its watch; until it has, an unlock frees the
+    // key and the waiter's own server grants it (two transactions). Either way the waiter gets it;
+    // at least one of a few rounds must be the one-transaction hand-off, seen in etcd as the hold
+    // record overwritten (same create revision, the waiter's token as its mod revision).
+    let oneTxn = 0;
+    for (let round = 0; round < 5 && oneTxn === 0; round++) {
+      assert.ok(acquired(await a.lock(holder, "k", null, 0)));
+      const before = await holdRecord(a, "k");
+      const heldToken = await a.fence(holder, "k");
+      assert.equal(heldToken, before!.create);
+      const waiting = b.lock(waiter, "k", null, 60_000);
+      await until(async () => (await a.debug()).requests.length === 1, "queued", 10_000);
+      await new Promise((r) => setTimeout(r, 200)); // let a's watch show the waiter
+      assert.deepEqual(await a.unlock(holder, "k"), { kind: "released" });
+      assert.ok(acquired(await waiting));
+      const after = await holdRecord(a, "k");
+      const token = await b.fence(waiter, "k");
+      assert.ok(token !== null && token > heldToken!, "the token grows with the hand-off");
+      assert.equal(after!.mod, token, "the waiter's token is its grant's revision");
+      if (after!.create === before!.create) oneTxn++;
+      assert.deepEqual((await a.debug()).locks, [{ key: "k", holders: [waiter.id], value: null }]);
+      assert.deepEqual((await a.debug()).requests, []);
+      assert.equal((await a.lock(holder, "k", null, 0)).kind, "unavailable");
+      assert.deepEqual(await b.unlock(waiter, "k"), { kind: "released" });
+    }
+    assert.ok(oneTxn > 0, "no round handed the key over in the unlock's transaction");
+  },
+);
+
+test(
+  "etcd store: a hand-off racing the waiter's withdrawal: the key is the waiter's or free, never both",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    await using pair = await servers(etcd);
+    const { a, b } = pair;
+    const holder = await a.createSession();
+    const waiter = await b.createSession();
+    const next = await a.createSession();
+    // Every moment from "withdrawn before the unlock" to "withdrawn after the hand-off".
+    for (const delay of [0, 0, 1, 1, 2, 3, 4, 6, 8, 12]) {
+      assert.ok(acquired(await a.lock(holder, "k", null, 0)));
+      const waiting = b.lock(waiter, "k", null, 60_000);
+      await until(async () => (await a.debug()).requests.length === 1, "waiter queued", 10_000);
+      const later = a.lock(next, "k", null, 60_000);
+      await until(async () => (await a.debug()).requests.length === 2, "next queued", 10_000);
+      await new Promise((r) => setTimeout(r, 100)); // a's watch shows both
+      const cancel = new Promise((r) => setTimeout(r, delay)).then(() => b.cancelWait(waiter));
+      const [unlocked, result] = await Promise.all([a.unlock(holder, "k"), waiting, cancel]);
+      assert.deepEqual(unlocked, { kind: "released" });
+      if (result.kind === "acquired") {
+        // Told so, it holds it: the next waiter is still waiting.
+        assert.deepEqual((await a.debug()).locks, [{
+          key: "k",
+          holders: [waiter.id],
+          value: null,
+        }]);
+        assert.deepEqual(await b.unlock(waiter, "k"), { kind: "released" });
+      } else {
+        assert.equal(result.kind, "unavailable");
+        assert.equal(waiter.held.has("k"), false);
+      }
+      assert.ok(acquired(await later), "the next waiter gets the key");
+      assert.deepEqual((await a.debug()).locks, [{ key: "k", holders: [next.id], value: null }]);
+      assert.deepEqual(await b.unlock(waiter, "k"), { kind: "not_yours", holders: [next.id] });
+      assert.deepEqual(await a.unlock(next, "k"), { kind: "released" });
+      assert.deepEqual(await a.debug().then((d) => [d.locks, d.requests]), [[], []]);
+    }
+  },
+);

@@ -14,8 +14,10 @@
  * - `srv/SERVER`: a live server, on a 3 s lease of its own (for `conn_id`: a
  *   session attached to a live server is "active").
  * - `h/KEY`: the holder of KEY, `{"n":NAME,"s":SECRET}`, on the holder's lease.
- *   Its create revision (that of the grant's transaction) is the fencing token.
- * - `o/SECRET/KEY`: the keys a session holds (for a resume on another server).
+ * - `o/SECRET/KEY`: the keys a session holds (for a resume on another server),
+ *   written and deleted in the same transactions as the hold itself. Its
+ *   create revision (that of the grant's transaction) is the hold's fencing
+ *   token, and every "is it still mine" compare is on it.
  * - `w/LEN:KEY/SECRET`: a waiter; waiters are served in the order of their
  *   create revision.
  * - `v/LEN:KEY/SECRET`: a value holder of KEY (value lock); its value is the lock's value.
@@ -23,11 +25,16 @@
  *   holder and nothing created among the key's holders and waiters since.
  *
  * Every grant is one transaction conditioned on what it read: the key has no
- * holder, and (fresh lock) nobody waits, or (waiter) no waiter is older. One
- * prefix watch per server (deletes only) wakes the local waiters; they also
- * retry once a second, so a lost event delays, never blocks. Nothing is
- * granted from a cache. A call etcd does not answer (no quorum, timeout)
- * rejects with {@linkcode StoreUnavailableError}.
+ * holder, and (fresh lock) nobody waits, or (waiter) no waiter is older. An
+ * exclusive unlock whose oldest waiter waits for the key exclusively hands the
+ * key over in the unlock's own transaction, conditioned on still holding it
+ * and on that waiter being there and the oldest (a hand-off is then one etcd
+ * round trip, not two); the waiter's server learns it from its watch. Which
+ * waiter to try comes from the watch (a hint: a stale one makes the compare
+ * fail and the unlock retries with what etcd answered). One prefix watch per
+ * server wakes the local waiters and tells them of hand-offs; they also retry
+ * once a second, so a lost event delays, never blocks. A call etcd does not
+ * answer (no quorum, timeout) rejects with {@linkcode StoreUnavailableError}.
  *
  * Not on this store yet: deadlock detection, sequential ids, the grace period.
  *
@@ -115,11 +122,21 @@ interface Wait {
   poll: ReturnType<typeof setInterval> | undefined;
 }
 
+/** A waiter as the watch or a read showed it: what a hand-off to it needs. */
+interface WaiterHint {
+  readonly secret: string;
+  /** Its session's public name. */
+  readonly n: string;
+  /** null: exclusive. */
+  readonly value: string | null;
+  readonly create: number;
+  readonly lease: string;
+}
+
 /** What a read of one key found. */
 interface KeyView {
   readonly rev: number;
   readonly holder: { n: string; s: string } | null;
-  readonly holderCreate: number;
   /** Value holders, oldest first. */
   readonly values: readonly { secret: string; name: string; value: string; create: number }[];
   /** Waiters, oldest first. */
@@ -245,6 +262,13 @@ export class EtcdStore implements LockStore<EtcdSession> {
   readonly #sessions = new Map<string, EtcdSession>();
   /** Local waits by lock key. */
   readonly #waits = new Map<string, Set<Wait>>();
+  /**
+   * Every server's waiters by lock key, as the watch showed them: whom an
+   * unlock tries to hand the key to. A hint only (every hand-off is
+   * conditioned on the waiter being there and the oldest); emptied when the
+   * watch restarts.
+   */
+  readonly #hints = new Map<string, Map<string, WaiterHint>>();
   #serverLease = "0";
   #serverKeepalive: ReturnType<typeof setTimeout> | undefined;
   #watchRev = 0;
@@ -328,7 +352,6 @@ export class EtcdStore implements LockStore<EtcdSession> {
             key: b64(p),
             range_end: b64(prefixEnd(p)),
             start_revision: String(this.#watchRev + 1),
-            filters: ["NOPUT"],
             progress_notify: true,
           },
           signal,
@@ -338,6 +361,8 @@ export class EtcdStore implements LockStore<EtcdSession> {
         // Restart below, from the last revision seen, on the next endpoint.
       }
       if (this.#closed) return;
+      // What the watch showed of other servers' waiters may be out of date now.
+      this.#hints.clear();
       await new Promise((r) => setTimeout(r, 100));
       // Whatever was missed: every local waiter looks again.
       for (const set of this.#waits.values()) for (const w of set) this.#tryGrant(w);
@@ -348,6 +373,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const compacted = Number(result.compact_revision ?? 0);
     if (compacted > 0) {
       this.#watchRev = Math.max(this.#watchRev, compacted - 1);
+      this.#hints.clear();
       for (const set of this.#waits.values()) for (const w of set) this.#tryGrant(w);
       return;
     }
@@ -355,36 +381,88 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const h = this.prefix + "h/";
     const w = this.prefix + "w/";
     const v = this.prefix + "v/";
+    /** Lock keys handed over in this batch, with the revision of the hand-off. */
+    const handed = new Map<string, number>();
+    const changed = new Map<string, number>();
     for (const event of events) {
       const kv = event.kv as Json | undefined;
       const key = unb64(kv?.key);
-      this.#watchRev = Math.max(this.#watchRev, Number(kv?.mod_revision ?? 0));
-      let lockKey: string | null = null;
-      if (key.startsWith(h)) lockKey = key.slice(h.length);
-      else if (key.startsWith(w) || key.startsWith(v)) {
+      const mod = Number(kv?.mod_revision ?? 0);
+      const isPut = event.type !== "DELETE";
+      this.#watchRev = Math.max(this.#watchRev, mod);
+      if (key.startsWith(h)) {
+        const lockKey = key.slice(h.length);
+        if (isPut) {
+          // Granted (or handed to a waiter by its holder's unlock, or moved to another lease).
+          handed.set(lockKey, mod);
+          this.#handedOver(lockKey, holderOf(unb64(kv?.value)), mod);
+        } else changed.set(lockKey, mod);
+      } else if (key.startsWith(w) || key.startsWith(v)) {
         const rest = key.slice(w.length);
-        const colon = rest.indexOf(":");
-        const len = Number(rest.slice(0, colon));
-        if (colon > 0 && Number.isInteger(len)) lockKey = rest.slice(colon + 1, colon + 1 + len);
+        const lockKey = parseLenKey(rest);
+        if (key.startsWith(w)) {
+          const secret = rest.slice(rest.indexOf(":") + 1 + lockKey.length + 1);
+          if (isPut) {
+            const hint = this.#hintOf({
+              key,
+              value: unb64(kv?.value),
+              create: Number(kv?.create_revision ?? 0),
+              mod,
+              lease: String(kv?.lease ?? "0"),
+            }, lockKey);
+            if (hint !== null) {
+              let hints = this.#hints.get(lockKey);
+              if (hints === undefined) this.#hints.set(lockKey, hints = new Map());
+              hints.set(secret, hint);
+            }
+            continue; // a new waiter frees nothing
+          }
+          const hints = this.#hints.get(lockKey);
+          hints?.delete(secret);
+          if (hints?.size === 0) this.#hints.delete(lockKey);
+        } else if (isPut) continue; // a value holder more frees nothing
+        changed.set(lockKey, mod);
       }
-      if (lockKey === null) continue;
-      // Only the oldest waiter of the key, or the oldest of a value (joining its group), can be
-      // granted (each grant is conditioned on that): waking the others would cost etcd a
-      // transaction each, on every change.
-      let oldest: Wait | null = null;
-      const oldestOf = new Map<string, Wait>();
-      for (const wait of this.#waits.get(lockKey) ?? []) {
-        if (wait.finished || wait.leaving) continue;
-        if (oldest === null || wait.rev < oldest.rev) oldest = wait;
-        const same = wait.value === null ? undefined : oldestOf.get(wait.value);
-        if (wait.value !== null && (same === undefined || wait.rev < same.rev)) {
-          oldestOf.set(wait.value, wait);
-        }
-      }
-      if (oldest !== null) this.#tryGrant(oldest);
-      for (const wait of oldestOf.values()) if (wait !== oldest) this.#tryGrant(wait);
+    }
+    for (const [lockKey, mod] of changed) {
+      // A waiter key deleted by its own grant or a hand-off frees nothing: the key is held.
+      if (handed.get(lockKey) === mod) continue;
+      this.#wake(lockKey);
     }
     this.#watchRev = Math.max(this.#watchRev, revision(result));
+  }
+
+  /**
+   * Only the oldest waiter of the key, or the oldest of a value (joining its
+   * group), can be granted (each grant is conditioned on that): waking the
+   * others would cost etcd a transaction each, on every change.
+   */
+  #wake(lockKey: string): void {
+    let oldest: Wait | null = null;
+    const oldestOf = new Map<string, Wait>();
+    for (const wait of this.#waits.get(lockKey) ?? []) {
+      if (wait.finished || wait.leaving) continue;
+      if (oldest === null || wait.rev < oldest.rev) oldest = wait;
+      const same = wait.value === null ? undefined : oldestOf.get(wait.value);
+      if (wait.value !== null && (same === undefined || wait.rev < same.rev)) {
+        oldestOf.set(wait.value, wait);
+      }
+    }
+    if (oldest !== null) this.#tryGrant(oldest);
+    for (const wait of oldestOf.values()) if (wait !== oldest) this.#tryGrant(wait);
+  }
+
+  /** The watch saw `lockKey` handed to `holder` at revision `rev`: a local wait of it is granted. */
+  #handedOver(lockKey: string, holder: { s: string } | null, rev: number): void {
+    if (holder === null) return;
+    for (const wait of this.#waits.get(lockKey) ?? []) {
+      if (wait.session.secret !== holder.s || wait.value !== null || wait.finished) continue;
+      if (wait.session.lost) return;
+      // The oKey of the hand-off was created by the same transaction: its create revision.
+      wait.session.held.set(lockKey, rev);
+      this.#finish(wait, ACQUIRED);
+      return;
+    }
   }
 
   async #txn(compare: Json[], success: Op[], failure: Op[] = []): Promise<TxnAnswer> {
@@ -428,8 +506,44 @@ export class EtcdStore implements LockStore<EtcdSession> {
       d: s.connected ? 0 : s.disconnectedAt,
     });
   }
-  #holderValue(s: EtcdSession): string {
+  #holderValue(s: { id: string; secret: string }): string {
     return JSON.stringify({ n: s.id, s: s.secret });
+  }
+  /** Compares: `session` still holds `key` by the grant of fencing token `token`. */
+  #mine(session: EtcdSession, key: string, token: number): Json {
+    return cmp(this.#oKey(session.secret, key), "CREATE", "EQUAL", "create_revision", token);
+  }
+  /** The fencing token in a range response of `o/SECRET/KEY`, or null when it is gone. */
+  #tokenIn(response: unknown): number | null {
+    return kvs(response)[0]?.create ?? null;
+  }
+  /** The waiter a `w/LEN:KEY/SECRET` key-value stands for, or null when it is not one. */
+  #hintOf(kv: Kv, key: string): WaiterHint | null {
+    const wp = this.#wPrefix(key);
+    if (!kv.key.startsWith(wp)) return null;
+    try {
+      const v = JSON.parse(kv.value) as { n?: unknown; v?: unknown };
+      if (typeof v.n !== "string") return null;
+      return {
+        secret: kv.key.slice(wp.length),
+        n: v.n,
+        value: typeof v.v === "string" ? v.v : null,
+        create: kv.create,
+        lease: kv.lease,
+      };
+    } catch {
+      return null;
+    }
+  }
+  /** The oldest waiter the watch has shown for `key`, if it waits exclusively (and is not `holder`). */
+  #nextHint(key: string, holder: EtcdSession): WaiterHint | null {
+    let oldest: WaiterHint | null = null;
+    for (const h of this.#hints.get(key)?.values() ?? []) {
+      if (oldest === null || h.create < oldest.create) oldest = h;
+    }
+    return oldest !== null && oldest.value === null && oldest.secret !== holder.secret
+      ? oldest
+      : null;
   }
 
   async createSession(): Promise<EtcdSession> {
@@ -540,7 +654,6 @@ export class EtcdStore implements LockStore<EtcdSession> {
     return {
       rev,
       holder: holderKv === undefined ? null : holderOf(holderKv.value),
-      holderCreate: holderKv?.create ?? 0,
       values,
       waiters,
     };
@@ -569,7 +682,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const token = session.held.get(key);
     if (token !== undefined) {
       // Re-entrant: still ours?
-      const t = await this.#txn([cmp(h, "CREATE", "EQUAL", "create_revision", token)], []);
+      const t = await this.#txn([this.#mine(session, key, token)], []);
       if (t.succeeded) return ACQUIRED;
       session.held.delete(key);
     }
@@ -600,8 +713,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
             range(me),
             range(wp, prefixEnd(wp), true),
             put(this.#qKey(session.secret), key, session.lease),
+            range(this.#oKey(session.secret, key)),
           ]
-          : [range(h), range(vp, prefixEnd(vp), true)],
+          : [range(h), range(vp, prefixEnd(vp), true), range(this.#oKey(session.secret, key))],
       );
     } catch (e) {
       if (e instanceof EtcdRequestError && e.code === 5) this.#lose(session);
@@ -616,15 +730,16 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const holder = kvs(t.responses[at])[0];
     const held = holder === undefined ? null : holderOf(holder.value);
     const rev = queue ? kvs(t.responses[3])[0]?.create ?? t.revision : 0;
-    if (held !== null && held.s === session.secret) {
+    const ownToken = this.#tokenIn(t.responses[queue ? 6 : 2]);
+    if (held !== null && held.s === session.secret && ownToken !== null) {
       // A grant whose answer was lost earlier: it is ours.
-      session.held.set(key, holder!.create);
-      if (queue) await this.#deleteWaiter(session, key, rev).catch(() => {});
+      session.held.set(key, ownToken);
+      if (queue) await this.#withdraw(session, key, rev).catch(() => null);
       return ACQUIRED;
     }
     if (count(t.responses[at + 1]) > 0) {
       // Held in the other mode (value locks).
-      if (queue) await this.#deleteWaiter(session, key, rev).catch(() => {});
+      if (queue && await this.#withdrawOrGranted(session, key, rev)) return ACQUIRED;
       return CONFLICT;
     }
     const unavailable: LockResult = {
@@ -636,7 +751,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     if (deadlock !== null) return deadlock;
     if (!queue) return unavailable;
     if (count(t.responses[4]) > this.#maxWaiters) {
-      await this.#deleteWaiter(session, key, rev).catch(() => {});
+      if (await this.#withdrawOrGranted(session, key, rev)) return ACQUIRED;
       return { kind: "limit", what: "waiters", limit: this.#maxWaiters };
     }
     return this.#wait(session, key, null, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
@@ -707,7 +822,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const deadlock = await this.#deadlock(session, key, rev);
     if (deadlock !== null) return deadlock;
     if (count(t.responses[2]) > this.#maxWaiters) {
-      await this.#deleteWaiter(session, key, rev).catch(() => {});
+      await this.#withdraw(session, key, rev).catch(() => null);
       return { kind: "limit", what: "waiters", limit: this.#maxWaiters };
     }
     return this.#wait(session, key, value, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
@@ -818,17 +933,19 @@ export class EtcdStore implements LockStore<EtcdSession> {
         del(me),
         del(this.#qKey(session.secret)),
       ],
-      [range(me), range(h)],
+      [range(me), range(h), range(this.#oKey(session.secret, key))],
     );
     if (t.succeeded) {
       session.held.set(key, t.revision);
       this.#finish(wait, ACQUIRED);
     } else if (kvs(t.responses[0]).length === 0) {
-      // Our waiter key is gone: granted by an attempt whose answer was lost, or our lease expired.
+      // Our waiter key is gone: handed the key by its holder's unlock, granted by an attempt
+      // whose answer was lost, or our lease expired.
       const holder = kvs(t.responses[1])[0];
       const held = holder === undefined ? null : holderOf(holder.value);
-      if (held !== null && held.s === session.secret) {
-        session.held.set(key, holder!.create);
+      const token = this.#tokenIn(t.responses[2]);
+      if (held !== null && held.s === session.secret && token !== null) {
+        session.held.set(key, token);
         this.#finish(wait, ACQUIRED);
       } else {
         this.#finish(wait, {
@@ -905,13 +1022,15 @@ export class EtcdStore implements LockStore<EtcdSession> {
       range(h),
       range(vp, prefixEnd(vp)),
       del(this.#qKey(session.secret)),
-    ], [range(h), range(vp, prefixEnd(vp))]).then((t) => {
+    ], [range(h), range(vp, prefixEnd(vp)), range(this.#oKey(session.secret, key))]).then((t) => {
       const at = t.succeeded ? 1 : 0;
       const view = this.#view(t.revision, t.responses[at], t.responses[at + 1], undefined, key);
       if (!t.succeeded) {
-        // Our waiter key is gone: granted by an attempt whose answer was lost?
-        if (wait.value === null && view.holder?.s === session.secret) {
-          session.held.set(key, view.holderCreate);
+        // Our waiter key is gone: handed the key by its holder's unlock, or granted by an
+        // attempt whose answer was lost? Then it is ours (the grant came before the withdrawal).
+        const token = this.#tokenIn(t.responses[2]);
+        if (wait.value === null && view.holder?.s === session.secret && token !== null) {
+          session.held.set(key, token);
           this.#finish(wait, ACQUIRED);
           return;
         }
@@ -926,20 +1045,65 @@ export class EtcdStore implements LockStore<EtcdSession> {
       this.#finish(wait, this.#unavailable(view));
     }, () => {
       // etcd unreachable: answer now, delete the waiter key when etcd is back.
-      session.uncertain = true;
-      this.#chore(this.#retry(() => this.#deleteWaiter(session, key, rev)));
+      this.#withdrawLater(session, key, rev);
       this.#finish(wait, { kind: "unavailable", holders: [], value: null });
     }).finally(() => {
       wait.busy = false;
     });
   }
 
-  async #deleteWaiter(session: EtcdSession, key: string, rev: number): Promise<void> {
+  /**
+   * Deletes `session`'s waiter key of `key` (created at `rev`). Resolves to the
+   * fencing token when the key was found gone because the session was handed
+   * the lock meanwhile (by its holder's unlock), else null.
+   */
+  async #withdraw(session: EtcdSession, key: string, rev: number): Promise<number | null> {
     const me = this.#wPrefix(key) + session.secret;
-    await this.#txn([cmp(me, "CREATE", "EQUAL", "create_revision", rev)], [
+    const t = await this.#txn([cmp(me, "CREATE", "EQUAL", "create_revision", rev)], [
       del(me),
       del(this.#qKey(session.secret)),
-    ]);
+    ], [range(this.#hKey(key)), range(this.#oKey(session.secret, key))]);
+    if (t.succeeded) return null;
+    const holder = kvs(t.responses[0])[0];
+    return holder !== undefined && holderOf(holder.value)?.s === session.secret
+      ? this.#tokenIn(t.responses[1])
+      : null;
+  }
+
+  /**
+   * Withdraws a wait that was already answered "not acquired", once etcd
+   * answers again; a key handed over meanwhile is released.
+   */
+  #withdrawLater(session: EtcdSession, key: string, rev: number): void {
+    session.uncertain = true;
+    this.#chore(this.#retry(async () => {
+      const token = await this.#withdraw(session, key, rev);
+      if (token === null || session.held.get(key) === token) return;
+      await this.#txn([this.#mine(session, key, token)], [
+        del(this.#hKey(key)),
+        del(this.#oKey(session.secret, key)),
+      ]);
+    }));
+  }
+
+  /**
+   * Withdraws an exclusive wait that is answered without waiting (conflict,
+   * limit, deadlock). True when the key was handed to the session before
+   * the withdrawal: then it holds the key (recorded) and the answer is
+   * "acquired". An unreachable etcd leaves the waiter to its lease and the
+   * session uncertain.
+   */
+  async #withdrawOrGranted(session: EtcdSession, key: string, rev: number): Promise<boolean> {
+    let token: number | null;
+    try {
+      token = await this.#withdraw(session, key, rev);
+    } catch {
+      this.#withdrawLater(session, key, rev);
+      return false;
+    }
+    if (token === null) return false;
+    session.held.set(key, token);
+    return true;
   }
 
   /**
@@ -994,7 +1158,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
                 if (myRev !== null && f.chain.some((l) => l.rev > myRev)) return null;
                 let path = `#${session.id} => ${key}`;
                 for (const l of f.chain) path += ` = #${l.name} => ${l.waitsFor}`;
-                if (myRev !== null) await this.#deleteWaiter(session, key, myRev);
+                if (myRev !== null && await this.#withdrawOrGranted(session, key, myRev)) {
+                  return ACQUIRED;
+                }
                 return { kind: "deadlock", path: `${path} = #${session.id}` };
               }
               if (seen.has(x.secret)) continue;
@@ -1032,32 +1198,71 @@ export class EtcdStore implements LockStore<EtcdSession> {
 
   async unlock(session: EtcdSession, key: string): Promise<UnlockResult> {
     this.#live(session);
+    const h = this.#hKey(key);
+    const vp = this.#vPrefix(key);
+    const wp = this.#wPrefix(key);
+    const own = this.#oKey(session.secret, key);
     let token = session.held.get(key);
     let isValue = session.values.has(key);
     if (token === undefined) {
-      const view = await this.#state(key);
-      const mine = view.values.find((v) => v.secret === session.secret);
-      if (view.holder?.s === session.secret) {
-        token = view.holderCreate;
-        isValue = false;
-      } else if (mine !== undefined) {
-        token = mine.create;
-        isValue = true;
-      } else if (view.holder !== null) return { kind: "not_yours", holders: [view.holder.n] };
-      else if (view.values.length > 0) {
-        return { kind: "not_yours", holders: view.values.map((v) => v.name) };
-      } else return { kind: "not_locked" };
+      const t = await this.#txn([], [range(own), range(h), range(vp, prefixEnd(vp))]);
+      const mine = kvs(t.responses[0])[0];
+      if (mine === undefined) {
+        return this.#notMine(
+          this.#view(t.revision, t.responses[1], t.responses[2], undefined, key),
+        );
+      }
+      token = mine.create;
+      isValue = mine.value.startsWith("v:");
     }
-    const hold = this.#holdKey(session, key, isValue);
-    const vp = this.#vPrefix(key);
-    const t = await this.#txn([cmp(hold, "CREATE", "EQUAL", "create_revision", token)], [
-      del(hold),
-      del(this.#oKey(session.secret, key)),
-    ], [range(this.#hKey(key)), range(vp, prefixEnd(vp))]);
-    session.held.delete(key);
-    session.values.delete(key);
-    if (t.succeeded) return { kind: "released" };
-    const view = this.#view(t.revision, t.responses[0], t.responses[1], undefined, key);
+    // An exclusive hold goes to its oldest waiter in the same transaction, when that one waits
+    // exclusively: first the one the watch showed, then (once) the one etcd answered.
+    let next = isValue ? null : this.#nextHint(key, session);
+    for (let attempt = 0;; attempt++) {
+      const compare = [this.#mine(session, key, token)];
+      const ops = [del(this.#holdKey(session, key, isValue)), del(own)];
+      if (next !== null) {
+        const them = wp + next.secret;
+        compare.push(
+          cmp(them, "CREATE", "EQUAL", "create_revision", next.create),
+          cmpRange(wp, prefixEnd(wp), "CREATE", "GREATER", "create_revision", next.create - 1),
+        );
+        ops.splice(
+          0,
+          1,
+          put(h, this.#holderValue({ id: next.n, secret: next.secret }), next.lease),
+          put(this.#oKey(next.secret, key), "", next.lease),
+          del(them),
+          del(this.#qKey(next.secret)),
+        );
+      }
+      const t = await this.#txn(compare, ops, [
+        range(own),
+        range(h),
+        range(vp, prefixEnd(vp)),
+        range(wp, prefixEnd(wp)),
+      ]);
+      if (t.succeeded) {
+        session.held.delete(key);
+        session.values.delete(key);
+        return { kind: "released" };
+      }
+      if (this.#tokenIn(t.responses[0]) === token && !isValue && attempt === 0) {
+        // Still ours: the waiter we tried is gone or not the oldest. What etcd has now:
+        const hints = kvs(t.responses[3]).flatMap((kv) => this.#hintOf(kv, key) ?? []);
+        this.#hints.set(key, new Map(hints.map((w) => [w.secret, w])));
+        if (hints.length === 0) this.#hints.delete(key);
+        next = this.#nextHint(key, session);
+        continue;
+      }
+      session.held.delete(key);
+      session.values.delete(key);
+      return this.#notMine(this.#view(t.revision, t.responses[1], t.responses[2], undefined, key));
+    }
+  }
+
+  /** The answer to an unlock of a key the session does not hold. */
+  #notMine(view: KeyView): UnlockResult {
     if (view.holder !== null) return { kind: "not_yours", holders: [view.holder.n] };
     if (view.values.length > 0) {
       return { kind: "not_yours", holders: view.values.map((v) => v.name) };
@@ -1069,8 +1274,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const token = session.held.get(key);
     if (token === undefined || session.lost) return null;
     // Still ours in etcd? (a token is only worth what etcd says)
-    const hold = this.#holdKey(session, key, session.values.has(key));
-    return this.#txn([cmp(hold, "CREATE", "EQUAL", "create_revision", token)], [])
+    return this.#txn([this.#mine(session, key, token)], [])
       .then((t) => {
         if (t.succeeded) return token;
         session.held.delete(key);
@@ -1100,8 +1304,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       del(this.#holdKey(session, k, isValue)),
       del(this.#oKey(session.secret, k)),
     ];
-    const compare = ([k, [token, isValue]]: [string, [number, boolean]]) =>
-      cmp(this.#holdKey(session, k, isValue), "CREATE", "EQUAL", "create_revision", token);
+    const compare = ([k, [token]]: [string, [number, boolean]]) => this.#mine(session, k, token);
     for (let i = 0; i < entries.length; i += TXN_OPS / 2) {
       const chunk = entries.slice(i, i + TXN_OPS / 2);
       const t = await this.#txn(chunk.map(compare), chunk.flatMap(ops));
@@ -1334,7 +1537,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
           const value = session.values.get(k);
           const hold = this.#holdKey(session, k, value !== undefined);
           const moved = await this.#txn(
-            [cmp(hold, "CREATE", "EQUAL", "create_revision", token)],
+            [this.#mine(session, k, token)],
             [
               { request_put: { key: b64(hold), ignore_value: true, lease } },
               put(this.#oKey(session.secret, k), value === undefined ? "" : "v:" + value, lease),
@@ -1402,7 +1605,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
           key: kv.key.slice(h.length),
           holders: [held.n],
           value: null,
-          create: kv.create,
+          create: kv.mod, // the last grant (a hand-off keeps the key's create revision)
         });
       }
     }
