@@ -11,6 +11,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { EtcdStore, type EtcdStoreOptions } from "../src/server/etcd/store.ts";
+import { EtcdGateway, type Json } from "../src/server/etcd/gateway.ts";
 import { StoreUnavailableError } from "../src/server/store.ts";
 import type { LockResult } from "../src/server/lock_table.ts";
 import { type EtcdCluster, startEtcd } from "./support/etcd.ts";
@@ -468,5 +469,79 @@ test(
       assert.deepEqual(await a.unlock(next, "k"), { kind: "released" });
       assert.deepEqual(await a.debug().then((d) => [d.locks, d.requests]), [[], []]);
     }
+  },
+);
+
+test(
+  "etcd store: with a lagging watch, a wait is never told acquired while another session holds the key",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    // Fault injection: every watch frame of server A arrives 500 ms late (a slow watch, or one
+    // that restarted and replays what it missed).
+    const watch = EtcdGateway.prototype.watch;
+    EtcdGateway.prototype.watch = function (create, signal, onFrame) {
+      return watch.call(this, create, signal, (r) => void setTimeout(() => onFrame(r), 500));
+    };
+    let a: EtcdStore;
+    try {
+      a = await EtcdStore.connect({ endpoints: etcd.endpoints });
+    } finally {
+      EtcdGateway.prototype.watch = watch;
+    }
+    await using _a = { [Symbol.asyncDispose]: () => a.close() };
+    await using b = await EtcdStore.connect({ endpoints: etcd.endpoints }).then((b) =>
+      Object.assign(b, { [Symbol.asyncDispose]: () => b.close() })
+    );
+    const s = await a.createSession();
+    const x = await b.createSession();
+    assert.ok(acquired(await a.lock(s, "k", null, 0)));
+    assert.deepEqual(await a.unlock(s, "k"), { kind: "released" });
+    assert.ok(acquired(await b.lock(x, "k", null, 0)));
+    // S waits while X holds k; A's watch now shows S's earlier grant and release.
+    const r = await a.lock(s, "k", null, 2000);
+    assert.deepEqual(r, { kind: "unavailable", holders: [x.id], value: null });
+    assert.equal(await a.fence(s, "k"), null);
+    assert.deepEqual((await a.debug()).locks, [{ key: "k", holders: [x.id], value: null }]);
+    assert.deepEqual((await a.debug()).requests, [], "no waiter left behind");
+  },
+);
+
+test(
+  "etcd store: an unlock whose hand-offs all fail (each waiter withdraws just then) still releases",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    await using pair = await servers(etcd);
+    const { a, b } = pair;
+    const u = await a.createSession();
+    const w1 = await b.createSession();
+    const w2 = await b.createSession();
+    assert.ok(acquired(await a.lock(u, "k", null, 0)));
+    const p1 = b.lock(w1, "k", null, 60_000);
+    await until(async () => (await a.debug()).requests.length === 1, "w1 queued", 10_000);
+    const p2 = b.lock(w2, "k", null, 60_000);
+    await until(async () => (await a.debug()).requests.length === 2, "w2 queued", 10_000);
+    await new Promise((r) => setTimeout(r, 300)); // a's watch shows both
+    // Fault injection at the seam: right before each hand-off transaction of A (the one that
+    // names a waiter), that waiter withdraws (its deadline or its client's cancel falls then).
+    const call = a.gateway.call.bind(a.gateway);
+    const withdrawn: LockResult[] = [];
+    a.gateway.call = async (path, body, timeoutMs) => {
+      const success = (body.success ?? []) as Json[];
+      if (path === "/kv/txn" && success.length > 2 && success[0]!.request_put !== undefined) {
+        const [who, pending] = withdrawn.length === 0 ? [w1, p1] : [w2, p2];
+        b.cancelWait(who);
+        withdrawn.push(await pending);
+      }
+      return await call(path, body, timeoutMs);
+    };
+    assert.deepEqual(await a.unlock(u, "k"), { kind: "released" });
+    a.gateway.call = call;
+    assert.equal(withdrawn.length, 2, "both hand-off attempts were made");
+    assert.deepEqual(withdrawn.map((r) => r.kind), ["unavailable", "unavailable"]);
+    assert.deepEqual(await a.debug().then((d) => [d.locks, d.requests]), [[], []]);
+    const z = await b.createSession();
+    assert.ok(acquired(await b.lock(z, "k", null, 0)), "the key is free");
   },
 );

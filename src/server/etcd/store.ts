@@ -20,6 +20,8 @@
  *   token, and every "is it still mine" compare is on it.
  * - `w/LEN:KEY/SECRET`: a waiter; waiters are served in the order of their
  *   create revision.
+ * - `w/!/SECRET`: `{"k":KEY}`, written by the hand-off of KEY to SECRET (on its
+ *   lease): tells the waiter's server.
  * - `v/LEN:KEY/SECRET`: a value holder of KEY (value lock); its value is the lock's value.
  *   A value lock is granted by a read, then a transaction conditioned on no
  *   holder and nothing created among the key's holders and waiters since.
@@ -31,10 +33,12 @@
  * and on that waiter being there and the oldest (a hand-off is then one etcd
  * round trip, not two); the waiter's server learns it from its watch. Which
  * waiter to try comes from the watch (a hint: a stale one makes the compare
- * fail and the unlock retries with what etcd answered). One prefix watch per
- * server wakes the local waiters and tells them of hand-offs; they also retry
- * once a second, so a lost event delays, never blocks. A call etcd does not
- * answer (no quorum, timeout) rejects with {@linkcode StoreUnavailableError}.
+ * fail and the unlock retries with what etcd answered). Two watches per
+ * server: deletes on the whole prefix wake the local waiters of a freed key;
+ * puts under `w/` show new waiters (the hints) and hand-off notices. Local
+ * waiters also retry once a second, so a lost event delays, never blocks.
+ * A call etcd does not answer (no quorum, timeout) rejects with
+ * {@linkcode StoreUnavailableError}.
  *
  * Not on this store yet: deadlock detection, sequential ids, the grace period.
  *
@@ -99,6 +103,10 @@ export interface EtcdSession extends StoreSession {
   waiting: Wait | null;
   /** `cancelWait` came while a lock was on its way to etcd: that lock must not wait. */
   cancelled: boolean;
+  /** A withdrawal still to be done once etcd answers (`#withdrawLater`): commands wait for it. */
+  settling?: Promise<void> | undefined;
+  /** The last hand-off notice that found no wait of this session (see `#handedOver`). */
+  handed?: { key: string; rev: number } | undefined;
   keepalive: ReturnType<typeof setTimeout> | undefined;
   expiry: ReturnType<typeof setTimeout> | undefined;
   disconnectedAt: number;
@@ -130,6 +138,7 @@ interface WaiterHint {
   /** null: exclusive. */
   readonly value: string | null;
   readonly create: number;
+  readonly mod: number;
   readonly lease: string;
 }
 
@@ -269,9 +278,17 @@ export class EtcdStore implements LockStore<EtcdSession> {
    * watch restarts.
    */
   readonly #hints = new Map<string, Map<string, WaiterHint>>();
+  /**
+   * Waiter keys (`KEY\0SECRET`) whose deletion the watch of deletes showed
+   * before the watch of puts showed their creation, with the revision of the
+   * deletion: so that the late put does not become a hint.
+   */
+  readonly #gone = new Map<string, number>();
   #serverLease = "0";
   #serverKeepalive: ReturnType<typeof setTimeout> | undefined;
   #watchRev = 0;
+  /** The revision the watch of puts under `w/` has seen. */
+  #noticeRev = 0;
   readonly #watchAbort = new AbortController();
   #watchLoop: Promise<void> = Promise.resolve();
   #closed = false;
@@ -313,8 +330,13 @@ export class EtcdStore implements LockStore<EtcdSession> {
       lease: this.#serverLease,
     });
     this.#watchRev = revision(r);
+    this.#noticeRev = this.#watchRev;
     this.#keepServer();
-    this.#watchLoop = this.#watch();
+    const p = this.prefix;
+    this.#watchLoop = Promise.all([
+      this.#watch(p, "NOPUT", () => this.#watchRev, (result) => this.#onDeletes(result)),
+      this.#watch(p + "w/", "NODELETE", () => this.#noticeRev, (res) => this.#onWaiterPuts(res)),
+    ]).then(() => {});
   }
 
   #keepServer(): void {
@@ -342,20 +364,31 @@ export class EtcdStore implements LockStore<EtcdSession> {
     }, SERVER_TTL_SECONDS * 1000 / 3);
   }
 
-  async #watch(): Promise<void> {
+  /**
+   * Keeps one watch going from the revision after `from()`: `filter` "NOPUT"
+   * (deletes, on the whole prefix: what frees keys) or "NODELETE" (puts under
+   * `w/`: new waiters, for the hints, and hand-off notices). After a break it
+   * restarts where it was, and every local waiter looks again.
+   */
+  async #watch(
+    key: string,
+    filter: "NOPUT" | "NODELETE",
+    from: () => number,
+    onResult: (result: Json) => void,
+  ): Promise<void> {
     const signal = this.#watchAbort.signal;
-    const p = this.prefix;
     while (!this.#closed) {
       try {
         await this.gateway.watch(
           {
-            key: b64(p),
-            range_end: b64(prefixEnd(p)),
-            start_revision: String(this.#watchRev + 1),
+            key: b64(key),
+            range_end: b64(prefixEnd(key)),
+            start_revision: String(from() + 1),
+            filters: [filter],
             progress_notify: true,
           },
           signal,
-          (result) => this.#onWatch(result),
+          onResult,
         );
       } catch {
         // Restart below, from the last revision seen, on the next endpoint.
@@ -363,73 +396,121 @@ export class EtcdStore implements LockStore<EtcdSession> {
       if (this.#closed) return;
       // What the watch showed of other servers' waiters may be out of date now.
       this.#hints.clear();
+      this.#gone.clear();
       await new Promise((r) => setTimeout(r, 100));
       // Whatever was missed: every local waiter looks again.
       for (const set of this.#waits.values()) for (const w of set) this.#tryGrant(w);
     }
   }
 
-  #onWatch(result: Json): void {
+  /** Deletes: a key freed (holder, value holder or waiter gone) wakes its oldest local waiters. */
+  #onDeletes(result: Json): void {
     const compacted = Number(result.compact_revision ?? 0);
     if (compacted > 0) {
       this.#watchRev = Math.max(this.#watchRev, compacted - 1);
-      this.#hints.clear();
       for (const set of this.#waits.values()) for (const w of set) this.#tryGrant(w);
       return;
     }
     const events = (result.events ?? []) as Json[];
     const h = this.prefix + "h/";
+    const o = this.prefix + "o/";
     const w = this.prefix + "w/";
     const v = this.prefix + "v/";
-    /** Lock keys handed over in this batch, with the revision of the hand-off. */
-    const handed = new Map<string, number>();
-    const changed = new Map<string, number>();
+    /** By lock key, the revisions of this batch that freed something, and those that deleted a holder. */
+    const changed = new Map<string, Set<number>>();
+    const freed = new Map<string, Set<number>>();
+    const handed = new Map<string, Set<number>>();
+    const note = (map: Map<string, Set<number>>, key: string, rev: number) => {
+      let set = map.get(key);
+      if (set === undefined) map.set(key, set = new Set());
+      set.add(rev);
+    };
     for (const event of events) {
       const kv = event.kv as Json | undefined;
       const key = unb64(kv?.key);
       const mod = Number(kv?.mod_revision ?? 0);
-      const isPut = event.type !== "DELETE";
       this.#watchRev = Math.max(this.#watchRev, mod);
       if (key.startsWith(h)) {
         const lockKey = key.slice(h.length);
-        if (isPut) {
-          // Granted (or handed to a waiter by its holder's unlock, or moved to another lease).
-          handed.set(lockKey, mod);
-          this.#handedOver(lockKey, holderOf(unb64(kv?.value)), mod);
-        } else changed.set(lockKey, mod);
+        note(changed, lockKey, mod);
+        note(freed, lockKey, mod);
+      } else if (key.startsWith(o)) {
+        // An owner index deleted without its h/KEY (an exclusive hold's unlock deletes both): a
+        // hand-off, the key stays held. (A value hold's o/ goes with its v/ key: freed below.)
+        const rest = key.slice(o.length);
+        const lockKey = rest.slice(rest.indexOf("/") + 1);
+        note(handed, lockKey, mod);
       } else if (key.startsWith(w) || key.startsWith(v)) {
         const rest = key.slice(w.length);
+        if (rest.startsWith("!")) continue; // a hand-off notice
         const lockKey = parseLenKey(rest);
-        if (key.startsWith(w)) {
+        if (key.startsWith(v)) note(freed, lockKey, mod);
+        else {
           const secret = rest.slice(rest.indexOf(":") + 1 + lockKey.length + 1);
-          if (isPut) {
-            const hint = this.#hintOf({
-              key,
-              value: unb64(kv?.value),
-              create: Number(kv?.create_revision ?? 0),
-              mod,
-              lease: String(kv?.lease ?? "0"),
-            }, lockKey);
-            if (hint !== null) {
-              let hints = this.#hints.get(lockKey);
-              if (hints === undefined) this.#hints.set(lockKey, hints = new Map());
-              hints.set(secret, hint);
-            }
-            continue; // a new waiter frees nothing
-          }
           const hints = this.#hints.get(lockKey);
-          hints?.delete(secret);
+          if (hints?.delete(secret) !== true && this.#noticeRev < mod) {
+            // Its put is still to come on the other watch: it must not become a hint then.
+            this.#gone.set(lockKey + "\0" + secret, mod);
+          }
           if (hints?.size === 0) this.#hints.delete(lockKey);
-        } else if (isPut) continue; // a value holder more frees nothing
-        changed.set(lockKey, mod);
+        }
+        note(changed, lockKey, mod);
       }
     }
-    for (const [lockKey, mod] of changed) {
-      // A waiter key deleted by its own grant or a hand-off frees nothing: the key is held.
-      if (handed.get(lockKey) === mod) continue;
+    for (const [lockKey, revs] of changed) {
+      // A waiter key deleted by a hand-off frees nothing: the key stays held.
+      const gone = freed.get(lockKey);
+      const kept = handed.get(lockKey);
+      if ([...revs].every((r) => kept?.has(r) === true && gone?.has(r) !== true)) continue;
       this.#wake(lockKey);
     }
     this.#watchRev = Math.max(this.#watchRev, revision(result));
+  }
+
+  /** Puts under `w/`: a new waiter (a hint for unlocks), or a hand-off notice for a local wait. */
+  #onWaiterPuts(result: Json): void {
+    if (Number(result.compact_revision ?? 0) > 0) {
+      this.#noticeRev = Math.max(this.#noticeRev, Number(result.compact_revision) - 1);
+      this.#hints.clear();
+      this.#gone.clear();
+      return;
+    }
+    const w = this.prefix + "w/";
+    for (const event of (result.events ?? []) as Json[]) {
+      const kv = event.kv as Json | undefined;
+      const key = unb64(kv?.key);
+      const mod = Number(kv?.mod_revision ?? 0);
+      this.#noticeRev = Math.max(this.#noticeRev, mod);
+      if (!key.startsWith(w)) continue;
+      const rest = key.slice(w.length);
+      if (rest.startsWith("!/")) {
+        let lockKey: unknown;
+        try {
+          lockKey = (JSON.parse(unb64(kv?.value)) as { k?: unknown }).k;
+        } catch {
+          continue;
+        }
+        if (typeof lockKey === "string") this.#handedOver(lockKey, rest.slice(2), mod);
+        continue;
+      }
+      const lockKey = parseLenKey(rest);
+      const hint = this.#hintOf({
+        key,
+        value: unb64(kv?.value),
+        create: Number(kv?.create_revision ?? 0),
+        mod,
+        lease: String(kv?.lease ?? "0"),
+      }, lockKey);
+      if (hint === null) continue;
+      const gone = this.#gone.get(lockKey + "\0" + hint.secret);
+      if (gone !== undefined && gone > hint.create) continue; // deleted already
+      let hints = this.#hints.get(lockKey);
+      if (hints === undefined) this.#hints.set(lockKey, hints = new Map());
+      hints.set(hint.secret, hint);
+    }
+    this.#noticeRev = Math.max(this.#noticeRev, revision(result));
+    // Deletions this watch has now passed: the puts they followed were seen above.
+    for (const [k, mod] of this.#gone) if (mod <= this.#noticeRev) this.#gone.delete(k);
   }
 
   /**
@@ -452,17 +533,24 @@ export class EtcdStore implements LockStore<EtcdSession> {
     for (const wait of oldestOf.values()) if (wait !== oldest) this.#tryGrant(wait);
   }
 
-  /** The watch saw `lockKey` handed to `holder` at revision `rev`: a local wait of it is granted. */
-  #handedOver(lockKey: string, holder: { s: string } | null, rev: number): void {
-    if (holder === null) return;
+  /**
+   * A hand-off notice: `lockKey` was handed to session `secret` at revision
+   * `rev`. A local exclusive wait of it queued before `rev` is the one the
+   * hand-off consumed (a session has one waiter key per key at a time): it
+   * is granted, with `rev` as its token. With no such wait yet (the wait is
+   * being set up), the notice is kept for {@linkcode #wait}.
+   */
+  #handedOver(lockKey: string, secret: string, rev: number): void {
+    const session = this.#sessions.get(secret);
+    if (session === undefined || session.lost) return;
     for (const wait of this.#waits.get(lockKey) ?? []) {
-      if (wait.session.secret !== holder.s || wait.value !== null || wait.finished) continue;
-      if (wait.session.lost) return;
-      // The oKey of the hand-off was created by the same transaction: its create revision.
-      wait.session.held.set(lockKey, rev);
+      if (wait.session !== session || wait.value !== null || wait.finished) continue;
+      if (wait.rev >= rev) return;
+      session.held.set(lockKey, rev);
       this.#finish(wait, ACQUIRED);
       return;
     }
+    session.handed = { key: lockKey, rev };
   }
 
   async #txn(compare: Json[], success: Op[], failure: Op[] = []): Promise<TxnAnswer> {
@@ -529,6 +617,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
         n: v.n,
         value: typeof v.v === "string" ? v.v : null,
         create: kv.create,
+        mod: kv.mod,
         lease: kv.lease,
       };
     } catch {
@@ -676,6 +765,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
   ): Promise<LockResult> {
     this.#live(session);
     session.cancelled = false;
+    if (session.settling !== undefined) await session.settling;
     if (value !== null) return await this.#lockValue(session, key, value, waitMs);
     if (session.values.has(key)) return CONFLICT;
     const h = this.#hKey(key);
@@ -872,6 +962,14 @@ export class EtcdStore implements LockStore<EtcdSession> {
     if (session.cancelled) {
       // The connection went while the request was on its way.
       this.#leave(wait);
+      return done;
+    }
+    const handed = session.handed;
+    if (value === null && handed !== undefined && handed.key === key && handed.rev > rev) {
+      // Handed to this wait before it was set up.
+      session.handed = undefined;
+      session.held.set(key, handed.rev);
+      this.#finish(wait, ACQUIRED);
       return done;
     }
     // The watch may already be past our enqueue: look now.
@@ -1076,14 +1174,24 @@ export class EtcdStore implements LockStore<EtcdSession> {
    */
   #withdrawLater(session: EtcdSession, key: string, rev: number): void {
     session.uncertain = true;
-    this.#chore(this.#retry(async () => {
+    const settling = this.#retry(async () => {
       const token = await this.#withdraw(session, key, rev);
-      if (token === null || session.held.get(key) === token) return;
-      await this.#txn([this.#mine(session, key, token)], [
+      if (token === null) return;
+      // Released only while the session record is as this server last wrote it (not resumed
+      // elsewhere, where the key may have been reported held).
+      await this.#txn([
+        this.#mine(session, key, token),
+        cmp(this.#sKey(session.secret), "MOD", "EQUAL", "mod_revision", session.rev),
+      ], [
         del(this.#hKey(key)),
         del(this.#oKey(session.secret, key)),
       ]);
-    }));
+    }).finally(() => {
+      if (session.settling === settling) session.settling = undefined;
+    });
+    // The session's next commands wait for it: none may be told it holds what this releases.
+    session.settling = settling.catch(() => {});
+    this.#chore(settling);
   }
 
   /**
@@ -1198,6 +1306,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
 
   async unlock(session: EtcdSession, key: string): Promise<UnlockResult> {
     this.#live(session);
+    if (session.settling !== undefined) await session.settling;
     const h = this.#hKey(key);
     const vp = this.#vPrefix(key);
     const wp = this.#wPrefix(key);
@@ -1224,8 +1333,12 @@ export class EtcdStore implements LockStore<EtcdSession> {
       if (next !== null) {
         const them = wp + next.secret;
         compare.push(
-          cmp(them, "CREATE", "EQUAL", "create_revision", next.create),
+          // That very waiter (a waiter key written again keeps its create revision, not its mod),
+          cmp(them, "MOD", "EQUAL", "mod_revision", next.mod),
+          // the oldest,
           cmpRange(wp, prefixEnd(wp), "CREATE", "GREATER", "create_revision", next.create - 1),
+          // and its session waits for this key.
+          cmp(this.#qKey(next.secret), "VALUE", "EQUAL", "value", b64(key)),
         );
         ops.splice(
           0,
@@ -1234,6 +1347,8 @@ export class EtcdStore implements LockStore<EtcdSession> {
           put(this.#oKey(next.secret, key), "", next.lease),
           del(them),
           del(this.#qKey(next.secret)),
+          // Tells the waiter's server (its watch of puts under w/).
+          put(this.prefix + "w/!/" + next.secret, JSON.stringify({ k: key }), next.lease),
         );
       }
       const t = await this.#txn(compare, ops, [
@@ -1247,12 +1362,15 @@ export class EtcdStore implements LockStore<EtcdSession> {
         session.values.delete(key);
         return { kind: "released" };
       }
-      if (this.#tokenIn(t.responses[0]) === token && !isValue && attempt === 0) {
-        // Still ours: the waiter we tried is gone or not the oldest. What etcd has now:
-        const hints = kvs(t.responses[3]).flatMap((kv) => this.#hintOf(kv, key) ?? []);
-        this.#hints.set(key, new Map(hints.map((w) => [w.secret, w])));
-        if (hints.length === 0) this.#hints.delete(key);
-        next = this.#nextHint(key, session);
+      if (this.#tokenIn(t.responses[0]) === token) {
+        // Still ours: the waiter we tried is gone, changed or not the oldest. Once, what etcd
+        // has now; then a plain release (which fails only when the key is not ours).
+        if (attempt === 0 && next !== null) {
+          const hints = kvs(t.responses[3]).flatMap((kv) => this.#hintOf(kv, key) ?? []);
+          this.#hints.set(key, new Map(hints.map((w) => [w.secret, w])));
+          if (hints.length === 0) this.#hints.delete(key);
+          next = this.#nextHint(key, session);
+        } else next = null;
         continue;
       }
       session.held.delete(key);
@@ -1285,6 +1403,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
 
   async unlockAll(session: EtcdSession): Promise<void> {
     this.#live(session);
+    if (session.settling !== undefined) await session.settling;
     const held = new Map<string, [number, boolean]>();
     for (const [k, token] of session.held) held.set(k, [token, session.values.has(k)]);
     if (session.uncertain) {
@@ -1625,6 +1744,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     locks.sort((a, b) => a.create - b.create);
     const requests = kvs(t.responses[2]).sort((a, b) => a.create - b.create).flatMap((kv) => {
       const rest = kv.key.slice(w.length);
+      if (rest.startsWith("!/")) return []; // a hand-off notice
       const colon = rest.indexOf(":");
       const len = Number(rest.slice(0, colon));
       try {
