@@ -545,3 +545,38 @@ test(
     assert.ok(acquired(await b.lock(z, "k", null, 0)), "the key is free");
   },
 );
+
+test(
+  "etcd store: a set_timeout whose session write gets no answer loses none of the session's locks",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    await using pair = await servers(etcd);
+    const { a, b } = pair;
+    const s = await a.createSession();
+    await a.setReleaseTimeout(s, 1000); // a 2 s lease
+    assert.ok(acquired(await a.lock(s, "k", null, 0)));
+    // Fault injection at the seam: the write of the session record (on the new, 3 s lease)
+    // times out, unapplied.
+    const call = a.gateway.call.bind(a.gateway);
+    a.gateway.call = async (path, body, timeoutMs) => {
+      const put = ((body.success ?? []) as Json[])[0]?.request_put as Json | undefined;
+      if (path === "/kv/txn" && put !== undefined && atob(String(put.key)).includes("/s/")) {
+        throw new StoreUnavailableError("injected: etcd timed out");
+      }
+      return await call(path, body, timeoutMs);
+    };
+    await assert.rejects(a.setReleaseTimeout(s, 2000), StoreUnavailableError);
+    a.gateway.call = call;
+    await new Promise((r) => setTimeout(r, 4000)); // past the old lease's TTL
+    assert.equal(s.lost, false);
+    const token = await a.fence(s, "k");
+    assert.ok(token !== null, "the lock is still held, with its token");
+    const x = await b.createSession();
+    assert.deepEqual(await b.lock(x, "k", null, 0), {
+      kind: "unavailable",
+      holders: [s.id],
+      value: null,
+    });
+  },
+);

@@ -340,11 +340,15 @@ export class EtcdGateway {
     const transport = await this.#transport;
     const at = this.#current;
     let buffer = "";
+    const inner = new AbortController();
+    const stop = () => inner.abort();
+    if (signal.aborted) stop();
+    signal.addEventListener("abort", stop, { once: true });
     try {
       await transport.stream(
         this.endpoints[at] + "/v3/watch",
         JSON.stringify({ create_request: create }),
-        signal,
+        inner.signal,
         (text) => {
           buffer += text;
           let i: number;
@@ -355,12 +359,18 @@ export class EtcdGateway {
             const frame = JSON.parse(line) as Json;
             if (frame.error !== undefined) throw new Error(String(JSON.stringify(frame.error)));
             if (frame.result !== undefined) onFrame(frame.result as Json);
+            // etcd cancels a watch (a start below the compaction point) and keeps the stream
+            // open: end it, so that the caller starts again where it now can.
+            if ((frame.result as Json | undefined)?.canceled === true) inner.abort();
           }
         },
       );
     } catch (e) {
-      if (!signal.aborted) this.#rotate(at);
-      throw e;
+      if (!inner.signal.aborted) this.#rotate(at);
+      if (signal.aborted || !inner.signal.aborted) throw e;
+      // Canceled by etcd: ends like a stream that ended.
+    } finally {
+      signal.removeEventListener("abort", stop);
     }
   }
 }

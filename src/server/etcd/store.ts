@@ -91,6 +91,12 @@ export interface EtcdSession extends StoreSession {
   readonly values: Map<string, string>;
   /** Lease id (a decimal string: ids go beyond 2^53). */
   lease: string;
+  /**
+   * A second lease kept alive with `lease` after a lease change failed half-way
+   * (some of the session's keys may still be on it, or its record); revoked
+   * with the session.
+   */
+  extraLease?: string | undefined;
   /** TTL of the lease, in s. */
   ttl: number;
   /** Mod revision of the session key as this server last wrote it. */
@@ -448,7 +454,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
         else {
           const secret = rest.slice(rest.indexOf(":") + 1 + lockKey.length + 1);
           const hints = this.#hints.get(lockKey);
-          if (hints?.delete(secret) !== true && this.#noticeRev < mod) {
+          const hint = hints?.get(secret);
+          if (hint !== undefined && hint.create < mod) hints!.delete(secret);
+          else if (hint === undefined && this.#noticeRev < mod) {
             // Its put is still to come on the other watch: it must not become a hint then.
             this.#gone.set(lockKey + "\0" + secret, mod);
           }
@@ -695,6 +703,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const r = await this.gateway.call("/lease/keepalive", { ID: session.lease });
     const ttl = Number((r.result as Json | undefined)?.TTL ?? 0);
     if (ttl <= 0) this.#lose(session);
+    if (session.extraLease !== undefined) {
+      await this.gateway.call("/lease/keepalive", { ID: session.extraLease }).catch(() => {});
+    }
   }
 
   #lose(session: EtcdSession): void {
@@ -912,7 +923,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const deadlock = await this.#deadlock(session, key, rev);
     if (deadlock !== null) return deadlock;
     if (count(t.responses[2]) > this.#maxWaiters) {
-      await this.#withdraw(session, key, rev).catch(() => null);
+      await this.#withdraw(session, key, rev).catch(() => this.#withdrawLater(session, key, rev));
       return { kind: "limit", what: "waiters", limit: this.#maxWaiters };
     }
     return this.#wait(session, key, value, rev, Math.min(waitMs, MAX_WAIT_MS), t.revision);
@@ -1174,6 +1185,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
    */
   #withdrawLater(session: EtcdSession, key: string, rev: number): void {
     session.uncertain = true;
+    // As long as it takes (a waiter key left behind would be handed the key later).
     const settling = this.#retry(async () => {
       const token = await this.#withdraw(session, key, rev);
       if (token === null) return;
@@ -1186,11 +1198,12 @@ export class EtcdStore implements LockStore<EtcdSession> {
         del(this.#hKey(key)),
         del(this.#oKey(session.secret, key)),
       ]);
-    }).finally(() => {
-      if (session.settling === settling) session.settling = undefined;
-    });
+    }, Infinity);
     // The session's next commands wait for it: none may be told it holds what this releases.
-    session.settling = settling.catch(() => {});
+    const held = settling.catch(() => {}).finally(() => {
+      if (session.settling === held) session.settling = undefined;
+    });
+    session.settling = held;
     this.#chore(settling);
   }
 
@@ -1462,6 +1475,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     if (session.releaseTimeout <= 0 && !this.#closed) {
       this.#sessions.delete(session.secret);
       await this.#retry(() => this.#revoke(session.lease), 3).catch(() => {});
+      if (session.extraLease !== undefined) await this.#revoke(session.extraLease).catch(() => {});
       return;
     }
     try {
@@ -1497,6 +1511,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
         [del(this.#sKey(session.secret))],
       );
       if (t.succeeded) await this.#revoke(session.lease);
+      if (t.succeeded && session.extraLease !== undefined) await this.#revoke(session.extraLease);
     }, 5);
   }
 
@@ -1514,7 +1529,9 @@ export class EtcdStore implements LockStore<EtcdSession> {
       try {
         return await f();
       } catch (e) {
-        if (i + 1 >= times || this.#abandoned || !(e instanceof StoreUnavailableError)) throw e;
+        if (
+          i + 1 >= times || this.#abandoned || this.#closed || !(e instanceof StoreUnavailableError)
+        ) throw e;
         await new Promise((r) => setTimeout(r, 500));
       }
     }
@@ -1626,6 +1643,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const before = session.releaseTimeout;
     session.releaseTimeout = ms;
     const sKey = this.#sKey(session.secret);
+    let granted: string | undefined;
     try {
       if (ttl === session.ttl) {
         const t = await this.#txn([cmp(sKey, "MOD", "EQUAL", "mod_revision", session.rev)], [
@@ -1638,6 +1656,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       // A new lease of the right TTL; every key of the session moves to it.
       const grant = await this.gateway.call("/lease/grant", { TTL: String(ttl) });
       const lease = String(grant.ID);
+      granted = lease;
       session.lease = lease;
       const t = await this.#txn([cmp(sKey, "MOD", "EQUAL", "mod_revision", session.rev)], [
         put(sKey, this.#sessionValue(session), lease),
@@ -1672,6 +1691,11 @@ export class EtcdStore implements LockStore<EtcdSession> {
       this.#keepAlive(session);
     } catch (e) {
       if (session.lease === old) session.releaseTimeout = before;
+      else if (granted !== undefined) {
+        // Half-way (the session record's write, or a key's move, has no answer): keep both
+        // leases alive, so that nothing of the session runs out unseen.
+        session.extraLease = session.lease === granted ? old : granted;
+      }
       throw wrap(e);
     }
   }
