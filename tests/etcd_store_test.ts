@@ -580,3 +580,44 @@ test(
     });
   },
 );
+
+test(
+  "etcd store: a waiter key left behind by a withdrawal etcd did not answer goes with a resume elsewhere",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    await using pair = await servers(etcd);
+    const { a, b } = pair;
+    const u = await b.createSession();
+    const n = await a.createSession();
+    assert.ok(acquired(await b.lock(u, "k", null, 0)));
+    const waiting = a.lock(n, "k", null, 60_000);
+    await until(async () => (await a.debug()).requests.length === 1, "queued", 10_000);
+    await new Promise((r) => setTimeout(r, 300)); // b's watch shows the waiter
+    // Fault injection at the seam: A's withdrawals of that waiter get no answer from etcd.
+    const me = btoa(a.prefix + "w/1:k/" + n.secret);
+    let down = true;
+    const call = a.gateway.call.bind(a.gateway);
+    a.gateway.call = async (path, body, timeoutMs) => {
+      const compare = (body.compare ?? []) as Json[];
+      if (down && path === "/kv/txn" && compare[0]?.key === me) {
+        throw new StoreUnavailableError("injected: etcd timed out");
+      }
+      return await call(path, body, timeoutMs);
+    };
+    a.cancelWait(n);
+    assert.equal((await waiting).kind, "unavailable");
+    await a.disconnect(n);
+    const fresh = await b.createSession();
+    const { result, session } = await b.resume(fresh, n.secret);
+    assert.equal(result, "resumed");
+    assert.deepEqual([...session.held.keys()], []);
+    assert.deepEqual(await b.unlock(u, "k"), { kind: "released" });
+    down = false;
+    const x = await b.createSession();
+    // The key is not handed to the resumed session, which does not wait for it: it is free.
+    await until(async () => acquired(await b.lock(x, "k", null, 0)), "k free", 10_000);
+    assert.deepEqual((await b.debug()).locks, [{ key: "k", holders: [x.id], value: null }]);
+    assert.deepEqual((await b.debug()).requests, []);
+  },
+);

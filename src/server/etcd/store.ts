@@ -1603,12 +1603,30 @@ export class EtcdStore implements LockStore<EtcdSession> {
     target.connected = true;
     target.lost = false;
     const o = this.prefix + "o/" + secret + "/";
+    const q = this.#qKey(secret);
     let t: TxnAnswer;
     try {
-      t = await this.#txn(
-        [cmp(sKey, "MOD", "EQUAL", "mod_revision", kv.mod)],
-        [put(sKey, this.#sessionValue(target), target.lease), range(o, prefixEnd(o))],
-      );
+      // A waiter key the session left behind (a withdrawal etcd did not answer) goes with the
+      // resume, in its transaction: a hand-off to it came before (then the key is listed as
+      // held below) or cannot come any more.
+      for (let attempt = 1;; attempt++) {
+        const left = kvs((await this.#txn([], [range(q)])).responses[0])[0];
+        const ops = [put(sKey, this.#sessionValue(target), target.lease)];
+        if (left !== undefined) ops.push(del(q), del(this.#wPrefix(left.value) + secret));
+        ops.push(range(o, prefixEnd(o)));
+        t = await this.#txn(
+          [
+            cmp(sKey, "MOD", "EQUAL", "mod_revision", kv.mod),
+            left === undefined
+              ? cmp(q, "CREATE", "EQUAL", "create_revision", 0)
+              : cmp(q, "MOD", "EQUAL", "mod_revision", left.mod),
+          ],
+          ops,
+          [range(sKey)],
+        );
+        // The waiter key changed meanwhile (its hand-off, or its withdrawal): once more.
+        if (t.succeeded || attempt === 3 || kvs(t.responses[0])[0]?.mod !== kv.mod) break;
+      }
     } catch (e) {
       target.connected = false;
       throw wrap(e);
@@ -1620,7 +1638,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     target.rev = t.revision;
     target.held.clear();
     target.values.clear();
-    for (const held of kvs(t.responses[1])) {
+    for (const held of kvs(t.responses[t.responses.length - 1])) {
       const k = held.key.slice(o.length);
       target.held.set(k, held.create);
       if (held.value.startsWith("v:")) target.values.set(k, held.value.slice(2));
