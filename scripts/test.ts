@@ -37,6 +37,15 @@ function testFiles(dir: string): string[] {
 }
 
 const TEST_FILES = testFiles("tests");
+/**
+ * Run by the Deno pass only: the semantics suite on the etcd store (about
+ * 30-40 s a runtime). The store is the same code on every runtime, and its
+ * runtime-specific part, the etcd gateway's transport, runs on Bun and Node
+ * in etcd_store_test.ts, etcd_server_test.ts and the fault history; the same
+ * suite on the memory store runs everywhere.
+ */
+const DENO_ONLY = new Set(["server_semantics_etcd_test.ts"]);
+const OTHER_FILES = TEST_FILES.filter((f) => !DENO_ONLY.has(f));
 
 function count(output: string, pattern: RegExp): number | null {
   const matches = [...output.matchAll(pattern)];
@@ -66,7 +75,7 @@ async function bunPass(): Promise<Pass> {
     "test",
     "--timeout",
     "120000",
-    ...TEST_FILES.map((f) => `./tests/${f}`),
+    ...OTHER_FILES.map((f) => `./tests/${f}`),
   ]);
   const pass: Pass = {
     runtime: "Bun",
@@ -99,7 +108,7 @@ async function nodePass(): Promise<Pass> {
   const { code, output } = await run("node", [
     "--test",
     "--test-reporter=spec",
-    ...TEST_FILES.map((f) => `.build/node/tests/${f.replace(/\.ts$/, ".js")}`),
+    ...OTHER_FILES.map((f) => `.build/node/tests/${f.replace(/\.ts$/, ".js")}`),
   ]);
   const pass: Pass = {
     runtime: `Node ${node}`,
