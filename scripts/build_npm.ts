@@ -7,9 +7,11 @@
  *   rewriting the `.ts` import specifiers to `.js`
  *   (`rewriteRelativeImportExtensions`);
  * - npm/package.json is written from deno.json: name, version, description,
- *   license, repository (when deno.json has one), `exports` for each entry
+ *   license, repository (when deno.json has one), homepage (the JSR page),
+ *   keywords, `exports` for each entry
  *   point, the `elock` bin, engines, `sideEffects: false`, `type: module`;
- * - README.md and LICENSE are copied;
+ * - README.md is copied with its relative links made absolute (the same
+ *   files of this version on JSR), and LICENSE as it is;
  * - `npm pack --dry-run` must list only what users need: the compiled
  *   JavaScript, its types and maps, package.json, README.md and LICENSE.
  *
@@ -66,7 +68,19 @@ export function npmPackageJson(deno: DenoJson): Record<string, unknown> {
     ...(deno.description === undefined ? {} : { description: deno.description }),
     license: deno.license,
     ...(deno.repository === undefined ? {} : { repository: deno.repository }),
-    keywords: ["elock", "lock", "distributed-lock", "mutex", "deno", "bun", "cloudflare-workers"],
+    homepage: jsrHome(deno),
+    keywords: [
+      "elock",
+      "lock",
+      "distributed-lock",
+      "mutex",
+      "lock-server",
+      "fencing-token",
+      "etcd",
+      "deno",
+      "bun",
+      "cloudflare-workers",
+    ],
     type: "module",
     sideEffects: false,
     exports,
@@ -75,6 +89,29 @@ export function npmPackageJson(deno: DenoJson): Record<string, unknown> {
     bin: { elock: BIN },
     engines: { node: NODE_ENGINES },
   };
+}
+
+/** Where the package's files are browsable: its JSR page (docs/ and the rest of the README's links are published there). */
+export function jsrHome(deno: DenoJson): string {
+  return `https://jsr.io/${deno.name}`;
+}
+
+/**
+ * The README for npm: its relative links (to `docs/`, `LICENSE`, …) point at
+ * the same files of this version on JSR, where they are published; npm has
+ * no copy of them and would resolve them against a repository.
+ *
+ * @example
+ * ```ts
+ * readmeForNpm("[API](docs/API.md#errors)", { name: "@x/elock", version: "0.1.0" });
+ * // "[API](https://jsr.io/@x/elock/0.1.0/docs/API.md#errors)"
+ * ```
+ */
+export function readmeForNpm(readme: string, deno: Pick<DenoJson, "name" | "version">): string {
+  return readme.replace(/\]\((?![a-z][a-z0-9+.-]*:|#)([^)\s]+)\)/g, (_, target: string) => {
+    const path = target.replace(/^\.?\//, "");
+    return `](https://jsr.io/${deno.name}/${deno.version}/${path})`;
+  });
 }
 
 /**
@@ -101,7 +138,10 @@ export async function buildNpm(): Promise<string[]> {
   const deno = JSON.parse(await Deno.readTextFile("deno.json")) as DenoJson;
   const pkg = npmPackageJson(deno);
   await Deno.writeTextFile(`${NPM_DIR}/package.json`, JSON.stringify(pkg, null, 2) + "\n");
-  await Deno.copyFile("README.md", `${NPM_DIR}/README.md`);
+  await Deno.writeTextFile(
+    `${NPM_DIR}/README.md`,
+    readmeForNpm(await Deno.readTextFile("README.md"), deno),
+  );
   await Deno.copyFile("LICENSE", `${NPM_DIR}/LICENSE`);
 
   const problems: string[] = [];

@@ -1,7 +1,8 @@
 /**
  * The gate: lint, format, type checks (including the runtime isolation of
  * the protocol core, client and server core), the JSR documentation lint, a
- * JSR publish dry run, and an `@example` on every export.
+ * JSR publish dry run, an `@example` on every export, and a type check of
+ * every code block of the documentation.
  * Run by `deno task check`; `deno task test` runs it first.
  *
  * @module
@@ -26,6 +27,11 @@ const steps: Array<[string, string, string[]]> = [
     "every export has an @example",
     Deno.execPath(),
     ["run", "-A", "scripts/doc_examples.ts", ...ENTRY_POINTS],
+  ],
+  [
+    "every code block of README.md, CONTRIBUTING.md and docs/ type-checks",
+    Deno.execPath(),
+    ["run", "-A", "scripts/doc_blocks.ts"],
   ],
 ];
 

@@ -199,7 +199,11 @@ function count(output: string, pattern: RegExp): number | null {
   return last === undefined ? null : Number(last[1]);
 }
 
-/** The Node 22 or Node 24 binary of scripts/node_runtimes for this machine, if npm installed one. */
+/**
+ * The Node 22 or Node 24 binary of scripts/node_runtimes for this machine, if npm installed one.
+ * Only these passes need them (about 370 MB), so `npm ci` at the root does not bring them:
+ * {@linkcode installRegistryNodes} does, the first time the package passes run.
+ */
 function registryNode(major: 22 | 24): string | null {
   const cpu = ({ x86_64: "x64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch];
   const path = `scripts/node_runtimes/node_modules/node${major}-${Deno.build.os}-${cpu}/bin/node`;
@@ -209,6 +213,20 @@ function registryNode(major: 22 | 24): string | null {
   } catch {
     return null;
   }
+}
+
+/** Installs Node 22 and 24 into scripts/node_runtimes (from its lock file) unless they are there. */
+async function installRegistryNodes(): Promise<void> {
+  if (registryNode(22) !== null && registryNode(24) !== null) return;
+  heading("package: installing Node 22 and 24 (npm ci in scripts/node_runtimes, about 370 MB)");
+  const { code } = await run("npm", [
+    "ci",
+    "--prefix",
+    "scripts/node_runtimes",
+    "--no-audit",
+    "--no-fund",
+  ]);
+  if (code !== 0) console.error(`npm ci in scripts/node_runtimes exited with ${code}`);
 }
 
 /**
@@ -238,6 +256,7 @@ export async function packagePasses(): Promise<PackagePass[]> {
   ];
 
   const passes: PackagePass[] = [];
+  await installRegistryNodes();
   const nodes: Array<[string, string | null]> = [
     ["Node 20", "node"],
     ["Node 22", registryNode(22)],

@@ -21,7 +21,7 @@ const bindings = new WeakMap<HeldLock, Binding>();
  * A handle belongs to the session that took it, for good. It is lost when
  * that session is lost (the connection dropped and the session was not
  * resumed in time), when no reply has come for so long that the server may
- * have released the session (the lease, see the README's Failure
+ * have released the session (the lease, see docs/FAILURES.md, Failure
  * semantics), or when a raw {@linkcode ELockClient.unlock} or
  * `unlockAll()` of the same session released the key: then
  * {@linkcode HeldLock.lost} becomes `true` and {@linkcode HeldLock.signal}

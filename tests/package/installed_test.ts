@@ -6,12 +6,12 @@
  */
 
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, relative } from "node:path";
 import process from "node:process";
 import { test } from "node:test";
-import { INSTALLED, PROJECT } from "./project.ts";
+import { INSTALLED, PROJECT, REPO } from "./project.ts";
 import { runProcess } from "../support/run_process.ts";
 
 const SLOW = { timeout: 120_000 };
@@ -75,6 +75,28 @@ test("the installed package.json describes an ES module package with the elock b
   assert.equal(pkg.engines.node, ">=20.19.0");
   assert.equal(pkg.dependencies, undefined, "no runtime dependencies");
   assert.match(readFileSync(join(INSTALLED, "src", "cli.js"), "utf8"), /^#!\/usr\/bin\/env node\n/);
+});
+
+test("the installed README links only to absolute addresses: files of this version on JSR, or other sites", () => {
+  const pkg = JSON.parse(readFileSync(join(INSTALLED, "package.json"), "utf8"));
+  const deno = JSON.parse(readFileSync(join(REPO, "deno.json"), "utf8"));
+  const excluded: string[] = deno.publish.exclude;
+  const readme = readFileSync(join(INSTALLED, "README.md"), "utf8");
+  const targets = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
+  assert.ok(targets.length > 5, "the README has its links");
+  const jsr = `https://jsr.io/${pkg.name}/${pkg.version}/`;
+  for (const target of targets) {
+    assert.match(target, /^(https:\/\/|#)/, `a relative link breaks on npm: ${target}`);
+    if (!target.startsWith(jsr)) continue;
+    const path = target.slice(jsr.length).replace(/#.*$/, "");
+    assert.ok(existsSync(join(REPO, path)), `${target}: no ${path} in the repository`);
+    assert.ok(
+      !excluded.some((e) => path.startsWith(e.replace(/^\.?\//, ""))),
+      `${target}: ${path} is not published on JSR (deno.json publish.exclude)`,
+    );
+  }
+  assert.equal(pkg.homepage, `https://jsr.io/${pkg.name}`);
+  assert.ok(pkg.keywords.includes("elock") && pkg.keywords.includes("distributed-lock"));
 });
 
 test("the installed files are what users need: JavaScript, types, maps, README, LICENSE", () => {
