@@ -621,3 +621,77 @@ test(
     assert.deepEqual((await b.debug()).requests, []);
   },
 );
+
+/**
+ * Makes the next `/kv/txn` of `store` that writes or deletes `key`'s hold (`h/KEY`) or a waiter or
+ * value key of it lose its answer: etcd applies it, the store gets a StoreUnavailableError, as when the
+ * member it talks to dies mid-request. Resolves when that happened once.
+ */
+function loseNextAnswer(store: EtcdStore, key: string): Promise<void> {
+  const call = store.gateway.call.bind(store.gateway);
+  const prefixes = [`h/${key}`, `w/${key.length}:${key}/`, `v/${key.length}:${key}/`]
+    .map((p) => store.prefix + p);
+  const writesKey = (body: Json) =>
+    [...(body.success as Json[] ?? []), ...(body.failure as Json[] ?? [])].some((op) => {
+      const write = (op.request_put ?? op.request_delete_range) as { key: string } | undefined;
+      return write !== undefined && prefixes.some((p) => atob(write.key).startsWith(p));
+    });
+  const { promise, resolve } = Promise.withResolvers<void>();
+  store.gateway.call = async (path, body, timeoutMs) => {
+    const answer = await call(path, body, timeoutMs);
+    if (path === "/kv/txn" && writesKey(body)) {
+      store.gateway.call = call;
+      resolve();
+      throw new StoreUnavailableError("etcd: the answer was lost (test)");
+    }
+    return answer;
+  };
+  return promise;
+}
+
+test(
+  "etcd store: a lock whose answer etcd's member lost (the request applied) is sent again and answered, not refused: exclusive, queued and value locks, and their unlocks",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    await using pair = await servers(etcd);
+    const { a, b } = pair;
+    const s1 = await a.createSession();
+    const s2 = await b.createSession();
+
+    // Exclusive, no wait: the grant was applied; the second send finds it ours.
+    let lost = loseNextAnswer(a, "k");
+    assert.deepEqual(await a.lock(s1, "k", null, 0), { kind: "acquired" });
+    await lost;
+    assert.deepEqual((await b.debug()).locks, [{ key: "k", holders: [s1.id], value: null }]);
+    assert.deepEqual(await b.lock(s2, "k", null, 0), {
+      kind: "unavailable",
+      holders: [s1.id],
+      value: null,
+    });
+
+    // Queued: the waiter key was written; the second send keeps its place, and the unlock serves it.
+    lost = loseNextAnswer(b, "k");
+    const waiting = b.lock(s2, "k", null, 60_000);
+    await lost;
+    await until(async () => (await a.debug()).requests.length === 1, "s2 waits once", 10_000);
+    // The unlock hands k to s2; its answer is lost, and the copy finds k no longer s1's.
+    lost = loseNextAnswer(a, "k");
+    assert.deepEqual(await a.unlock(s1, "k"), { kind: "released" });
+    await lost;
+    assert.deepEqual(await waiting, { kind: "acquired" });
+    assert.deepEqual((await a.debug()).locks, [{ key: "k", holders: [s2.id], value: null }]);
+    assert.deepEqual((await a.debug()).requests, [], "no waiter left behind");
+    await b.unlockAll(s2);
+
+    // A value lock: applied, found ours on the second read.
+    lost = loseNextAnswer(a, "doc");
+    assert.deepEqual(await a.lock(s1, "doc", "red", 0), { kind: "acquired" });
+    await lost;
+    assert.deepEqual((await b.debug()).locks, [{ key: "doc", holders: [s1.id], value: "red" }]);
+    lost = loseNextAnswer(a, "doc");
+    assert.deepEqual(await a.unlock(s1, "doc"), { kind: "released" });
+    await lost;
+    assert.deepEqual(await a.stats(), { clients: 2, locks: 0 });
+  },
+);
