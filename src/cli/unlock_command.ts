@@ -30,9 +30,10 @@ hangs): its holders lose it, and its next waiter gets it. Needs the bundled
 eLock server started with --admin (the force_unlock command, which it logs);
 other servers have no such command.
 
-The holders are not told: a holder learns it when it next unlocks KEY or
-asks its fencing token, and the resource a lock guards should check fencing
-tokens (acquire(KEY, { fence: true })) if a forced unlock can happen.
+The holders are not told (the protocol has no way to): a holder learns it
+when it next unlocks KEY (refused once another session holds KEY) or asks
+its fencing token, so the resource a lock guards should check fencing tokens
+(acquire(KEY, { fence: true })) where a forced unlock can happen.
 
 Without --force there is nothing to do: a lock belongs to the session that
 took it, and goes when that session unlocks it or ends.
