@@ -14,7 +14,7 @@ import { type ServerEvent, startServer } from "../src/server/mod.ts";
 import { DIALECTS } from "./support/client_server.ts";
 import { LineClient } from "./support/line_client.ts";
 import { until } from "./support/wait.ts";
-import { startProxy } from "./support/proxy.ts";
+import { startProxy, startScriptedServer } from "./support/proxy.ts";
 import { startErlangLikeServer } from "./support/erlang_like_server.ts";
 import { parseDebug } from "../src/protocol/reply_reader.ts";
 
@@ -129,6 +129,16 @@ test("ConnectOptions.name: sent again after a reconnect; refused harmlessly else
   await using other = await ELockClient.connect({ port: reference.port, name: "worker-1" });
   assert.equal(await other.lock("k"), true);
   assert.equal(reference.holderOf("k") !== null, true);
+
+  // Nor does one that answers 500, as the NodeJS server does to any unknown command.
+  await using nodeLike = await startScriptedServer((line, write) => {
+    if (line.startsWith("name ")) write("500 Internal server error\n");
+    else if (line === "conn_id") write("200 7\n");
+    else write(line.startsWith("lock ") ? "200 Lock acquired\n" : "200 OK\n");
+  });
+  await using third = await ELockClient.connect({ port: nodeLike.port, name: "worker-1" });
+  assert.equal(await third.lock("k"), true);
+  assert.equal(await third.sessionId(), "7");
 
   // A bad name is refused before anything is sent.
   for (const name of ["", "two words", "x".repeat(65), "caf\u00e9", "tab\there"]) {
