@@ -16,7 +16,6 @@ import { LineClient } from "./support/line_client.ts";
 import { until } from "./support/wait.ts";
 import { startProxy, startScriptedServer } from "./support/proxy.ts";
 import { startErlangLikeServer } from "./support/erlang_like_server.ts";
-import { parseDebug } from "../src/protocol/reply_reader.ts";
 
 /** The lines of a `debug` reply, after its first line, up to `END`. */
 async function debugLines(client: LineClient): Promise<string[]> {
@@ -148,21 +147,4 @@ test("ConnectOptions.name: sent again after a reconnect; refused harmlessly else
       JSON.stringify(name),
     );
   }
-});
-
-test("parseDebug: peer and name are strings or absent (older servers print neither)", () => {
-  const info = parseDebug({
-    code: 200,
-    message: "DEBUG",
-    lines: [
-      'SESSION {"id":1,"disposeTimeout":30000,"disposeTimeoutId":null}',
-      'SESSION {"id":2,"peer":"10.0.0.7:5000","name":"w"}',
-      'SESSION {"id":3,"peer":7,"name":null}',
-    ],
-  });
-  assert.deepEqual(info.sessions, [
-    { id: 1, disposeTimeout: 30000, disposeTimeoutId: null },
-    { id: 2, peer: "10.0.0.7:5000", name: "w" },
-    { id: 3 },
-  ]);
 });
