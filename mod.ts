@@ -53,6 +53,7 @@ export type {
   DebugInfo,
   DebugLock,
   DebugRequest,
+  DebugSession,
   Reply,
   Stats,
 } from "./src/protocol/reply_reader.ts";

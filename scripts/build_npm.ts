@@ -145,6 +145,10 @@ export async function buildNpm(): Promise<string[]> {
   await Deno.copyFile("LICENSE", `${NPM_DIR}/LICENSE`);
 
   const problems: string[] = [];
+  const { VERSION } = await import("../src/version.ts");
+  if (VERSION !== deno.version) {
+    problems.push(`src/version.ts says ${VERSION}, deno.json ${deno.version}: make them equal`);
+  }
   const bin = await Deno.readTextFile(`${NPM_DIR}/${BIN}`);
   if (!bin.startsWith("#!/usr/bin/env node\n")) problems.push(`${BIN} has no node shebang`);
 

@@ -7,7 +7,9 @@
  * elock stats                                    # the server's counters
  * elock debug --dot | dot -Tsvg > waits.svg      # the wait-for graph
  * elock lock nightly-report -- ./report.sh       # run a command under a lock
+ * elock unlock --force nightly-report            # operator: free a key (server --admin)
  * elock --help                                   # list the commands
+ * elock --version                                # the package version
  * ```
  *
  * Subcommands are entries of a table ({@linkcode Subcommand}), each with its
@@ -26,6 +28,8 @@ import { debugCommand } from "./cli/debug_command.ts";
 import { lockCommand } from "./cli/lock_command.ts";
 import { serverCommand } from "./cli/server_command.ts";
 import { statsCommand } from "./cli/stats_command.ts";
+import { unlockCommand } from "./cli/unlock_command.ts";
+import { VERSION } from "./version.ts";
 import { type RunCommand, type Subcommand, UsageError } from "./cli/subcommand.ts";
 
 /** Where {@linkcode main} writes, and when a running command must stop. */
@@ -40,6 +44,11 @@ export interface MainOptions {
    * signals do (SIGINT and SIGTERM, more for `elock lock`).
    */
   signal?: AbortSignal;
+  /**
+   * Whether standard error is a terminal (default: `process.stderr.isTTY`):
+   * `elock lock` then says when it has to wait for its key.
+   */
+  stderrIsTerminal?: boolean;
 }
 
 /** The signals that stop a command that names none of its own. */
@@ -68,6 +77,7 @@ const COMMANDS: readonly Subcommand[] = [
   statsCommand,
   debugCommand,
   lockCommand,
+  unlockCommand,
   helpCommand,
 ];
 
@@ -81,7 +91,8 @@ Tools for the eLock distributed lock protocol.
 Commands:
 ${list}
 
-Run "elock COMMAND --help" for the options of a command.
+Run "elock COMMAND --help" for the options of a command, "elock --version"
+(-V) for the version.
 `;
 }
 
@@ -116,6 +127,11 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
       stdout(usage());
       return 0;
     }
+    if (name === "--version" || name === "-V") {
+      if (rest[0] !== undefined) throw new UsageError(`unexpected argument ${quote(rest[0])}`);
+      stdout(`elock ${VERSION}\n`);
+      return 0;
+    }
     if (name.startsWith("-")) throw new UsageError(`unknown option ${quote(name)}`);
     const command = findCommand(name);
     program = `elock ${command.name}`;
@@ -133,7 +149,14 @@ export async function main(args: string[], options: MainOptions = {}): Promise<n
   }
   const stop = options.signal === undefined ? stopOnSignals(signals) : fromAbort(options.signal);
   try {
-    return await run({ stdout, stderr, signal: stop.signal, onSignal: stop.onSignal });
+    const stderrIsTerminal = options.stderrIsTerminal ?? process.stderr.isTTY === true;
+    return await run({
+      stdout,
+      stderr,
+      signal: stop.signal,
+      onSignal: stop.onSignal,
+      stderrIsTerminal,
+    });
   } catch (error) {
     stderr(`${program}: ${error instanceof Error ? error.message : String(error)}\n`);
     return 1;

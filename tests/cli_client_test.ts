@@ -13,6 +13,9 @@ import { Cli, runCli, SLOW, WAIT_MS } from "./support/cli_process.ts";
 import { startProxy } from "./support/proxy.ts";
 import { until } from "./support/wait.ts";
 import { sessionName } from "../mod.ts";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import process from "node:process";
 
 /** A server for one test, with the `wait` events it reported. */
 async function serve(dialect: Dialect = "extended") {
@@ -50,6 +53,18 @@ for (const command of ["stats", "debug", "lock"]) {
   });
 }
 
+test(
+  "elock --version prints the package version (the source tree's, or the npm bin's)",
+  SLOW,
+  async () => {
+    const root = process.env.ELOCK_REPO_ROOT ?? process.cwd();
+    const { version } = JSON.parse(await readFile(join(root, "deno.json"), "utf8"));
+    const { code, stdout, stderr } = await runCli(["--version"]);
+    assert.equal(code, 0, stderr);
+    assert.equal(stdout, `elock ${version}\n`);
+  },
+);
+
 test("elock --help lists stats, debug and lock", SLOW, async () => {
   const { code, stdout } = await runCli(["--help"]);
   assert.equal(code, 0);
@@ -70,7 +85,7 @@ const BAD_USAGE: Array<[string[], RegExp, Record<string, string>?]> = [
   [["stats", "extra"], /^elock stats: unexpected argument "extra"/],
   [
     ["stats", "--port", "0"],
-    /^elock stats: invalid --port "0" \(expected a whole number 1-65535\)/,
+    /^elock stats: --port "0" is out of range \(expected a whole number 1-65535\)/,
   ],
   [["stats", "--port"], /^elock stats: option --port needs a value/],
   [["stats", "--host="], /^elock stats: --host is empty/],
@@ -83,7 +98,7 @@ const BAD_USAGE: Array<[string[], RegExp, Record<string, string>?]> = [
   [["lock", "k", "--"], /^elock lock: missing -- COMMAND/],
   [["lock", "k", "echo", "hi"], /^elock lock: unexpected argument "echo" \(put -- before/],
   [["lock", "k", "--timeout", "soon", "--", "true"], /^elock lock: invalid --timeout "soon"/],
-  [["lock", "k", "--timeout", "-1", "--", "true"], /^elock lock: option --timeout needs a value/],
+  [["lock", "k", "--timeout", "-1", "--", "true"], /^elock lock: --timeout "-1" is out of range/],
   [["lock", "k", "--shared=yes", "--", "true"], /^elock lock: option --shared takes no value/],
 ];
 
@@ -174,7 +189,7 @@ test("elock stats and debug exit 1 when no server listens", SLOW, async () => {
 /** Two sessions: `holder` holds `ledger` and the value lock `schema`, `waiter` waits for `ledger`. */
 async function busyServer() {
   const s = await serve();
-  const holder = await ELockClient.connect({ port: s.server.port });
+  const holder = await ELockClient.connect({ port: s.server.port, name: "holder" });
   const waiter = await ELockClient.connect({ port: s.server.port });
   assert.equal(await holder.lock("ledger"), true);
   assert.equal(await holder.lockValue("schema", "read"), true);
@@ -206,10 +221,24 @@ test("elock debug prints sessions, locks and waiters as tables", SLOW, async () 
   assert.equal(sections.length, 3, stdout);
   const [sessions, locks, waiters] = sections.map((section) => section.split("\n"));
   assert.equal(sessions![0], "SESSIONS (3)");
-  assert.match(sessions![1]!, /^ {2}ID +CONNECTED +RELEASE TIMEOUT +EXPIRES IN$/);
-  assert.ok(sessions!.some((l) => new RegExp(`^  ${s.holderId} +yes +30000 ms +-$`).test(l)));
-  assert.ok(sessions!.some((l) => new RegExp(`^  ${s.waiterId} +yes +30000 ms +-$`).test(l)));
-  assert.ok(sessions!.some((l) => /^ {2}\S+ \(elock debug\) +yes +0 ms +-$/.test(l)), stdout);
+  assert.match(sessions![1]!, /^ {2}ID +NAME +PEER +CONNECTED +RELEASE TIMEOUT +EXPIRES IN$/);
+  const peer = "127\\.0\\.0\\.1:\\d+";
+  assert.ok(
+    sessions!.some((l) =>
+      new RegExp(`^  ${s.holderId} +holder +${peer} +yes +30000 ms +-$`).test(l)
+    ),
+    stdout,
+  );
+  assert.ok(
+    sessions!.some((l) => new RegExp(`^  ${s.waiterId} +- +${peer} +yes +30000 ms +-$`).test(l)),
+    stdout,
+  );
+  assert.ok(
+    sessions!.some((l) =>
+      new RegExp(`^  \\S+ \\(elock debug\\) +- +${peer} +yes +0 ms +-$`).test(l)
+    ),
+    stdout,
+  );
   assert.equal(locks![0], "LOCKS (2)");
   assert.match(locks![1]!, /^ {2}KEY +HOLDERS +VALUE$/);
   assert.ok(locks!.some((l) => new RegExp(`^  ledger +#${s.holderId} +\\(exclusive\\)$`).test(l)));
@@ -226,6 +255,10 @@ test("elock debug --json prints the parsed debug reply", SLOW, async () => {
   assert.equal(code, 0, stderr);
   const info = JSON.parse(stdout);
   assert.equal(info.sessions.length, 3);
+  // The same names as the table's NAME and PEER columns.
+  const holder = info.sessions.find((x: { name?: string }) => x.name === "holder");
+  assert.ok(holder !== undefined, stdout);
+  assert.match(holder.peer, /^127\.0\.0\.1:\d+$/);
   const locks = [...info.locks].sort((a, b) => a.key.localeCompare(b.key));
   assert.deepEqual(locks, [
     { key: "ledger", holders: [s.holderId], value: null },

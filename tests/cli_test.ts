@@ -5,11 +5,16 @@
 
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import process from "node:process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ELockClient } from "../mod.ts";
 import { main } from "../src/cli.ts";
+import { formatEvent, parseServerArgs } from "../src/cli/server_command.ts";
+import { type ServerEvent, startServer } from "../src/server/mod.ts";
+import { startScriptedServer } from "./support/proxy.ts";
+import { until } from "./support/wait.ts";
 import { sessionName } from "../mod.ts";
 import { Cli, SLOW } from "./support/cli_process.ts";
 import { LineClient } from "./support/line_client.ts";
@@ -69,12 +74,12 @@ const BAD_USAGE: Array<[string[], RegExp]> = [
   [["server", "--port"], /^elock server: option --port needs a value/],
   [["server", "--port", "--verbose"], /^elock server: option --port needs a value/],
   [["server", "--dialect"], /^elock server: option --dialect needs a value/],
-  [["server", "--port", "abc"], /^elock server: invalid port "abc"/],
-  [["server", "--port", "1.5"], /^elock server: invalid port "1.5"/],
-  [["server", "--port", "65536"], /^elock server: invalid port "65536"/],
-  [["server", "--port=-1"], /^elock server: invalid port "-1"/],
+  [["server", "--port", "abc"], /^elock server: invalid --port "abc"/],
+  [["server", "--port", "1.5"], /^elock server: invalid --port "1.5"/],
+  [["server", "--port", "65536"], /^elock server: --port "65536" is out of range/],
+  [["server", "--port=-1"], /^elock server: --port "-1" is out of range/],
   [["server", "--dialect", "modern"], /^elock server: invalid dialect "modern"/],
-  [["server", "--max-line-length", "8"], /^elock server: invalid --max-line-length "8"/],
+  [["server", "--max-line-length", "8"], /^elock server: --max-line-length "8" is out of range/],
   [["server", "--verbose=yes"], /^elock server: option --verbose takes no value/],
   [["server", "extra"], /^elock server: unexpected argument "extra"/],
 ];
@@ -206,7 +211,7 @@ test("main() runs in process: usage errors return 2, help returns 0", SLOW, asyn
   const io = { stdout: (t: string) => void out.push(t), stderr: (t: string) => void err.push(t) };
   assert.equal(await main(["server", "--port", "x"], io), 2);
   assert.deepEqual(out, []);
-  assert.match(err.join(""), /^elock server: invalid port "x"/);
+  assert.match(err.join(""), /^elock server: invalid --port "x"/);
   assert.equal(await main(["help", "server"], io), 0);
   assert.match(out.join(""), /^Usage: elock server/);
 });
@@ -304,3 +309,246 @@ test(
     }
   },
 );
+
+/** Runs `main(args)` in this process; its exit code and output. */
+async function runMain(
+  args: string[],
+  options: { stderrIsTerminal?: boolean; onStderr?: (all: string) => void } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = "";
+  let stderr = "";
+  const code = await main(args, {
+    stdout: (t) => void (stdout += t),
+    stderr: (t) => {
+      stderr += t;
+      options.onStderr?.(stderr);
+    },
+    signal: new AbortController().signal,
+    ...(options.stderrIsTerminal === undefined
+      ? {}
+      : { stderrIsTerminal: options.stderrIsTerminal }),
+  });
+  return { code, stdout, stderr };
+}
+
+test("elock --version and -V print the version of deno.json", async () => {
+  const root = process.env.ELOCK_REPO_ROOT ?? process.cwd();
+  const { version } = JSON.parse(await readFile(join(root, "deno.json"), "utf8"));
+  for (const flag of ["--version", "-V"]) {
+    assert.deepEqual(await runMain([flag]), { code: 0, stdout: `elock ${version}\n`, stderr: "" });
+  }
+  assert.equal((await runMain(["--version", "x"])).code, 2);
+  assert.match((await runMain(["--help"])).stdout, /--version/);
+});
+
+test("every numeric flag: a negative value is out of range, not a missing value", async () => {
+  const cases: Array<[string, string[]]> = [];
+  for (
+    const flag of [
+      "--port",
+      "--max-line-length",
+      "--max-held-keys",
+      "--max-waiters-per-key",
+      "--grace",
+      "--max-connections",
+      "--max-reply-bytes",
+      "--idle-timeout",
+      "--keepalive",
+    ]
+  ) cases.push([flag, ["server", flag, "-5"]]);
+  for (const command of ["stats", "debug"]) {
+    for (const flag of ["--port", "--connect-timeout"]) cases.push([flag, [command, flag, "-5"]]);
+  }
+  for (const flag of ["--port", "--connect-timeout", "--timeout"]) {
+    cases.push([flag, ["lock", "k", flag, "-5", "--", "true"]]);
+  }
+  for (const flag of ["--port", "--connect-timeout"]) {
+    cases.push([flag, ["unlock", "--force", "k", flag, "-5"]]);
+  }
+  for (const [flag, args] of cases) {
+    const { code, stdout, stderr } = await runMain(args);
+    assert.equal(code, 2, args.join(" "));
+    assert.equal(stdout, "");
+    assert.match(
+      stderr,
+      new RegExp(`^elock ${args[0]}: ${flag} "-5" is out of range \\(expected `),
+      args.join(" "),
+    );
+  }
+  const fraction = await runMain(["lock", "k", "--timeout", "-1.5", "--", "true"]);
+  assert.match(fraction.stderr, /^elock lock: invalid --timeout "-1\.5"/);
+  const flagAsValue = await runMain(["stats", "--port", "--json"]);
+  assert.match(flagAsValue.stderr, /^elock stats: option --port needs a value/);
+});
+
+/** A TCP server on loopback that accepts connections and never answers. */
+async function silentServer() {
+  return await startScriptedServer(() => {});
+}
+
+test("--connect-timeout: stats, debug and lock fail fast on a port that never answers", async () => {
+  await using silent = await silentServer();
+  const port = String(silent.port);
+  const message = new RegExp(
+    `no reply from 127\\.0\\.0\\.1:${port} within 200 ms \\(--connect-timeout 200\\)`,
+  );
+  for (const [args, exit] of [[["stats"], 1], [["debug"], 1], [["lock", "k"], 69]] as const) {
+    const tail = args[0] === "lock" ? ["--", "true"] : [];
+    const { code, stdout, stderr } = await runMain(
+      [...args, "--port", port, "--connect-timeout", "200", ...tail],
+    );
+    assert.equal(code, exit, stderr);
+    assert.equal(stdout, "");
+    assert.match(stderr, message);
+  }
+});
+
+test("a reply that is not eLock's: the error asks whether HOST:PORT is an eLock server", async () => {
+  await using http = await startScriptedServer((_line, write, close) => {
+    write("HTTP/1.1 400 Bad Request\r\n\r\n");
+    close();
+  });
+  const port = String(http.port);
+  const hint = `is 127\\.0\\.0\\.1:${port} an eLock server\\?`;
+  for (const [args, exit] of [[["stats"], 1], [["debug"], 1], [["lock", "k"], 69]] as const) {
+    const tail = args[0] === "lock" ? ["--", "true"] : [];
+    const { code, stderr } = await runMain([...args, "--port", port, ...tail]);
+    assert.equal(code, exit, stderr);
+    assert.match(stderr, new RegExp(`^elock ${args[0]}: .*HTTP/1\\.1 400 Bad Request.*${hint}`));
+  }
+});
+
+test("elock lock on a terminal says once that it waits, and only when it has to", async () => {
+  const events: ServerEvent[] = [];
+  await using server = await startServer({ port: 0, onEvent: (e) => events.push(e) });
+  const port = String(server.port);
+  const free = await runMain(["lock", "job", "--port", port, "--", "true"], {
+    stderrIsTerminal: true,
+  });
+  assert.deepEqual(free, { code: 0, stdout: "", stderr: "" }, "got it at once: nothing said");
+  await using holder = await ELockClient.connect({ port: server.port });
+  assert.equal(await holder.lock("job"), true);
+  const notTerminal = runMain(["lock", "job", "--port", port, "--", "true"], {
+    stderrIsTerminal: false,
+  });
+  await until(() => events.some((e) => e.type === "wait"), "a wait", 30_000);
+  assert.equal(await holder.unlock("job"), true);
+  assert.deepEqual(await notTerminal, { code: 0, stdout: "", stderr: "" }, "not a terminal");
+  assert.equal(await holder.lock("job"), true);
+  let said: () => void;
+  const saidIt = new Promise<void>((resolve) => said = resolve);
+  const waiting = runMain(["lock", "job", "--port", port, "--", "true"], {
+    stderrIsTerminal: true,
+    onStderr: (all) => all.includes("waiting") && said(),
+  });
+  await saidIt;
+  assert.equal(await holder.unlock("job"), true);
+  const { code, stderr } = await waiting;
+  assert.equal(code, 0, stderr);
+  assert.equal(stderr, 'elock lock: waiting for "job", held by another session...\n');
+});
+
+test("elock unlock: usage without --force; --force refused without --admin, frees with it", async () => {
+  const usage = await runMain(["unlock", "job"]);
+  assert.equal(usage.code, 2);
+  assert.match(usage.stderr, /^elock unlock: unlock needs --force: a lock belongs to the session/);
+  assert.equal((await runMain(["unlock", "--force"])).code, 2, "missing KEY");
+  await using plain = await startServer({ port: 0 });
+  const refused = await runMain(["unlock", "--force", "job", "--port", String(plain.port)]);
+  assert.equal(refused.code, 1);
+  assert.match(
+    refused.stderr,
+    /^elock unlock: the server at 127\.0\.0\.1:\d+ refused: 403 Forbidden: force_unlock needs a server started with --admin\n$/,
+  );
+  const events: ServerEvent[] = [];
+  await using server = await startServer({ port: 0, admin: true, onEvent: (e) => events.push(e) });
+  const port = String(server.port);
+  await using holder = await ELockClient.connect({ port: server.port });
+  await using waiter = await ELockClient.connect({ port: server.port });
+  assert.equal(await holder.lock("job"), true);
+  const waits = waiter.lock("job", { timeout: 30_000 });
+  await until(() => events.some((e) => e.type === "wait"), "the waiter queued", 30_000);
+  const freed = await runMain(["unlock", "--force", "job", "--port", port]);
+  assert.equal(freed.code, 0, freed.stderr);
+  assert.match(freed.stdout, /^elock unlock: freed "job": Released from #\S+\n$/);
+  assert.equal(await waits, true, "the next waiter got it");
+  assert.equal(await holder.unlock("job"), false, "the holder learns it at its unlock");
+  const logged = events.find((e) => e.type === "force_unlock");
+  assert.ok(logged !== undefined && formatEvent(logged).includes("force_unlock job: released it"));
+  const again = await runMain(["unlock", "--force", "nothing", "--port", port]);
+  assert.deepEqual(again, {
+    code: 1,
+    stdout: "",
+    stderr: 'elock unlock: "nothing" was not locked\n',
+  });
+});
+
+test("elock lock --sha1 locks the key's SHA-1; elock debug marks and names SHA-1 keys", async () => {
+  await using server = await startServer({ port: 0 });
+  const port = String(server.port);
+  await using php = await ELockClient.connect({ port: server.port, keyEncoding: "sha1" });
+  assert.equal(await php.lock("nightly report"), true);
+  const taken = await runMain(
+    ["lock", "nightly report", "--sha1", "--timeout", "0", "--port", port, "--", "true"],
+  );
+  assert.equal(taken.code, 75, "the same key as the sha1 client's");
+  assert.match(taken.stderr, /"nightly report" was not obtained/);
+  const hex = "2f2e9e5ed5d0d9b3bbd1e0ee4bbd2ab8b1e0c1e0"; // some other SHA-1
+  await using raw = await ELockClient.connect({ port: server.port });
+  assert.equal(await raw.lock(hex), true);
+  const table = await runMain(["debug", "--port", port, "--sha1", "nightly report,other"]);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /^ {2}[0-9a-f]{40} \(sha1 of "nightly report"\) +#/m);
+  assert.match(table.stdout, new RegExp(`^  ${hex} \\(sha1\\) +#`, "m"));
+  const json = await runMain(["debug", "--json", "--port", port, "--sha1", "nightly report"]);
+  const info = JSON.parse(json.stdout);
+  assert.deepEqual(
+    info.locks.map((l: { sha1Of?: string }) => l.sha1Of ?? null).sort(),
+    ["nightly report", null].sort(),
+  );
+});
+
+test("elock server --admin: the option, the start line, and the force_unlock log lines", async () => {
+  const admin = parseServerArgs(["--admin"]);
+  assert.ok(admin !== "help" && admin.admin === true);
+  const plain = parseServerArgs([]);
+  assert.ok(plain !== "help" && plain.admin === undefined);
+  let err = "";
+  let listening: () => void;
+  const started = new Promise<void>((resolve) => listening = resolve);
+  const stop = new AbortController();
+  const done = main(["server", "--port", "0", "--admin"], {
+    stdout: () => {},
+    stderr: (text) => {
+      err += text;
+      if (text.includes("listening")) listening();
+    },
+    signal: stop.signal,
+  });
+  await started;
+  assert.match(
+    err,
+    /^elock: extended server listening on 127\.0\.0\.1:\d+ \(admin commands on\)$/m,
+  );
+  stop.abort("test");
+  assert.equal(await done, 0);
+  const event = {
+    type: "force_unlock",
+    session: "op",
+    remote: "127.0.0.1:5000",
+    key: "job",
+    holders: [],
+  } as const;
+  assert.equal(
+    formatEvent({ ...event, outcome: "refused" }),
+    "#op (127.0.0.1:5000) force_unlock job: refused (the server runs without --admin)",
+  );
+  assert.equal(
+    formatEvent({ ...event, outcome: "not_locked" }),
+    "#op (127.0.0.1:5000) force_unlock job: it was not locked",
+  );
+  assert.equal(
+    formatEvent({ ...event, outcome: "released", holders: ["a", "b"] }),
+    "#op (127.0.0.1:5000) force_unlock job: released it from #a, #b",
+  );
+});

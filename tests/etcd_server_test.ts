@@ -302,3 +302,44 @@ for (const store of ["memory", "etcd"] as const) {
     },
   );
 }
+
+test(
+  "etcd store: debug through either server shows each session's peer and name; " +
+    "force_unlock (admin) through B frees a key held through A for its next waiter",
+  SLOW,
+  async () => {
+    await using etcd = await startEtcd();
+    const options = { port: 0, store: "etcd", etcdEndpoints: etcd.endpoints } as const;
+    await using a = await startServer({ ...options, admin: true });
+    await using b = await startServer({ ...options, admin: true });
+    await using plain = await startServer(options);
+    await using holder = await ELockClient.connect({ port: a.port, name: "holder-a" });
+    await using waiter = await ELockClient.connect({ port: b.port });
+    assert.equal(await holder.lock("job"), true);
+    for (const server of [a, b]) {
+      await using probe = await ELockClient.connect({ port: server.port });
+      const info = await probe.debug();
+      const named = info.sessions.find((s) => s.name === "holder-a");
+      assert.ok(named !== undefined, `the name shows through port ${server.port}`);
+      assert.match(named.peer ?? "", /^127\.0\.0\.1:\d+$/);
+      assert.ok(info.sessions.every((s) => typeof s.peer === "string"), "every one has a peer");
+    }
+    await using refused = await LineClient.connect(plain.port);
+    assert.equal(
+      await refused.request("force_unlock job"),
+      "403 Forbidden: force_unlock needs a server started with --admin",
+    );
+    const waits = waiter.lock("job", { timeout: 30_000 });
+    await using probe = await ELockClient.connect({ port: b.port });
+    await until(
+      async () => (await probe.debug()).requests.some((r) => r.key === "job"),
+      "the waiter queued",
+      30_000,
+    );
+    await using admin = await LineClient.connect(b.port);
+    assert.match(await admin.request("force_unlock job"), /^200 Released from #\S+$/);
+    assert.equal(await waits, true, "the waiter got the key");
+    assert.equal(await holder.unlock("job"), false, "the holder learns it at its unlock");
+    assert.equal(await admin.request("force_unlock job2"), "404 Not locked");
+  },
+);

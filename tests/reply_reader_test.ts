@@ -476,3 +476,20 @@ test("parseDebug() rejects a malformed LOCK or REQUEST line with ProtocolError",
     assert.throws(() => parseDebug(reply("DEBUG", [line])), ProtocolError, line);
   }
 });
+
+test("parseDebug: peer and name are strings or absent (older servers print neither)", () => {
+  const info = parseDebug({
+    code: 200,
+    message: "DEBUG",
+    lines: [
+      'SESSION {"id":1,"disposeTimeout":30000,"disposeTimeoutId":null}',
+      'SESSION {"id":2,"peer":"10.0.0.7:5000","name":"w"}',
+      'SESSION {"id":3,"peer":7,"name":null}',
+    ],
+  });
+  assert.deepEqual(info.sessions, [
+    { id: 1, disposeTimeout: 30000, disposeTimeoutId: null },
+    { id: 2, peer: "10.0.0.7:5000", name: "w" },
+    { id: 3 },
+  ]);
+});

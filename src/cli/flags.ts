@@ -66,8 +66,12 @@ export function parseFlags<Spec extends Record<string, FlagSpec>>(
         }
         values[token.name] = true;
       } else {
-        // parseArgs takes the next argument even when it looks like a flag.
-        if (token.value === undefined || (!token.inlineValue && token.value.startsWith("-"))) {
+        // parseArgs takes the next argument even when it looks like a flag; a
+        // negative number (`--timeout -5`) is a value, for the range check to refuse.
+        if (
+          token.value === undefined ||
+          (!token.inlineValue && token.value.startsWith("-") && !NEGATIVE.test(token.value))
+        ) {
           throw new UsageError(`option --${token.name} needs a value`);
         }
         values[token.name] = token.value;
@@ -76,6 +80,9 @@ export function parseFlags<Spec extends Record<string, FlagSpec>>(
   }
   return { values: values as ParsedFlags<Spec>["values"], positionals };
 }
+
+/** A negative number, as a flag's value: `-5`, `-1.5`. */
+const NEGATIVE = /^-[0-9]/;
 
 /**
  * Reads a whole decimal number from a flag value.
@@ -95,6 +102,41 @@ export function parseWholeNumber(text: string, min: number, max: number): number
   if (!/^[0-9]{1,16}$/.test(text)) return null;
   const n = Number(text);
   return n >= min && n <= max ? n : null;
+}
+
+/**
+ * Reads the whole number of a numeric flag (or environment variable), or
+ * throws the usage error that says what is wrong with it: a number outside
+ * `min`-`max` (a negative one included) is "out of range", anything else
+ * is "invalid".
+ *
+ * @param flag how the user named it, e.g. `--timeout` or `ELOCK_PORT`
+ * @param text its value
+ * @param min smallest accepted value
+ * @param max largest accepted value
+ * @param expected what is expected, for the message (default `a whole number MIN-MAX`)
+ * @returns the number
+ * @throws {UsageError} when `text` is not a whole number from `min` to `max`
+ *
+ * @example
+ * ```ts
+ * wholeNumberFlag("--port", "80", 1, 65535); // 80
+ * wholeNumberFlag("--timeout", "-5", 0, 1000); // throws: --timeout "-5" is out of range (...)
+ * ```
+ */
+export function wholeNumberFlag(
+  flag: string,
+  text: string,
+  min: number,
+  max: number,
+  expected = `a whole number ${min}-${max}`,
+): number {
+  const n = parseWholeNumber(text, min, max);
+  if (n !== null) return n;
+  if (/^-?[0-9]+$/.test(text)) {
+    throw new UsageError(`${flag} ${quote(text)} is out of range (expected ${expected})`);
+  }
+  throw new UsageError(`invalid ${flag} ${quote(text)} (expected ${expected})`);
 }
 
 /**

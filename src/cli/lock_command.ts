@@ -10,8 +10,15 @@ import { constants } from "node:os";
 import process from "node:process";
 import { InvalidKeyError, UnexpectedResponseError, UnsupportedCommandError } from "../errors.ts";
 import { SHARED_VALUE } from "../client/lock_manager.ts";
-import { parseFlags, parseWholeNumber, quote } from "./flags.ts";
-import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
+import { parseFlags, quote, wholeNumberFlag } from "./flags.ts";
+import {
+  ADDRESS_FLAGS,
+  ADDRESS_HELP,
+  connectTo,
+  explainError,
+  type ServerAddress,
+  serverAddress,
+} from "./server_address.ts";
 import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";
 import { findCommand, KILL_AFTER_MS, spawnWatched, type Watched } from "./watchdog.ts";
 
@@ -74,7 +81,8 @@ const HELP = `Usage: elock lock KEY [options] -- COMMAND [ARGS...]
 
 Takes the eLock lock KEY, runs COMMAND with ARGS while holding it, and
 releases it when COMMAND ends, like flock(1). Standard input, output and error
-are COMMAND's.
+are COMMAND's. When standard error is a terminal and KEY is held by another
+session, it says once that it is waiting for KEY.
 
 SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGALRM, SIGUSR1 and SIGUSR2 are passed on
 to COMMAND, each time one comes; the lock is held until COMMAND has ended,
@@ -99,6 +107,9 @@ Options:
                          client.lock(KEY). An extended server holds a key
                          either exclusively or shared: asking for it the
                          other way is refused at once (exit ${LOCK_EXIT_CODES.notObtained})
+  --sha1                 lock the SHA-1 (hex) of KEY, not KEY itself, as the PHP
+                         client and keyEncoding "sha1" do: KEY may then be any
+                         text, and PHP services lock the same resource
 ${ADDRESS_HELP}
   -h, --help             show this help
 
@@ -119,6 +130,7 @@ const FLAGS = {
   ...ADDRESS_FLAGS,
   timeout: { type: "string" },
   shared: { type: "boolean" },
+  sha1: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -127,6 +139,7 @@ interface LockRequest {
   readonly key: string;
   readonly timeout: number;
   readonly shared: boolean;
+  readonly sha1: boolean;
   readonly command: string;
   readonly args: readonly string[];
 }
@@ -151,16 +164,23 @@ export const lockCommand: Subcommand = {
     if (command === undefined) throw new UsageError("missing -- COMMAND");
     let timeout = Infinity;
     if (values.timeout !== undefined) {
-      const ms = parseWholeNumber(values.timeout, 0, Number.MAX_SAFE_INTEGER);
-      if (ms === null) {
-        throw new UsageError(
-          `invalid --timeout ${quote(values.timeout)} (expected a whole number of ms)`,
-        );
-      }
-      timeout = ms;
+      timeout = wholeNumberFlag(
+        "--timeout",
+        values.timeout,
+        0,
+        Number.MAX_SAFE_INTEGER,
+        "a whole number of ms, 0 or more",
+      );
     }
     const address = serverAddress(values);
-    const request = { key, timeout, shared: values.shared ?? false, command, args: commandArgs };
+    const request = {
+      key,
+      timeout,
+      shared: values.shared ?? false,
+      sha1: values.sha1 ?? false,
+      command,
+      args: commandArgs,
+    };
     return (io) => runLocked(request, address, io);
   },
 };
@@ -173,7 +193,7 @@ function signalExitCode(signal: string): number {
 
 async function runLocked(
   request: LockRequest,
-  address: { host: string; port: number },
+  address: ServerAddress,
   io: CliIo,
 ): Promise<number> {
   const say = (text: string) => io.stderr(`elock lock: ${text}\n`);
@@ -182,17 +202,29 @@ async function runLocked(
   let client;
   let granted: boolean;
   try {
-    client = await connectTo(address, io.signal);
+    client = await connectTo(address, io.signal, request.sha1 ? { keyEncoding: "sha1" } : {});
   } catch (error) {
     if (io.signal.aborted) return stopped();
     say(error instanceof Error ? error.message : String(error));
     return LOCK_EXIT_CODES.unavailable;
   }
   try {
-    const options = { timeout: request.timeout, signal: io.signal };
-    granted = request.shared
-      ? await client.lockValue(request.key, SHARED_VALUE, options)
-      : await client.lock(request.key, options);
+    const take = (timeout: number) => {
+      const options = { timeout, signal: io.signal };
+      return request.shared
+        ? client!.lockValue(request.key, SHARED_VALUE, options)
+        : client!.lock(request.key, options);
+    };
+    if (io.stderrIsTerminal === true && request.timeout > 0) {
+      // A person watches: try at once, and say so when the key is held and the wait begins.
+      const started = Date.now();
+      granted = await take(0);
+      if (!granted) {
+        const within = request.timeout === Infinity ? "" : ` (at most ${request.timeout} ms)`;
+        say(`waiting for ${quote(request.key)}, held by another session${within}...`);
+        granted = await take(Math.max(0, request.timeout - (Date.now() - started)));
+      }
+    } else granted = await take(request.timeout);
   } catch (error) {
     await client.close();
     if (io.signal.aborted) return stopped();
@@ -211,7 +243,8 @@ async function runLocked(
       );
       return LOCK_EXIT_CODES.notObtained;
     }
-    say(error instanceof Error ? error.message : String(error));
+    const shown = explainError(error, address);
+    say(shown instanceof Error ? shown.message : String(shown));
     return error instanceof InvalidKeyError ? LOCK_EXIT_CODES.usage : LOCK_EXIT_CODES.unavailable;
   }
   if (!granted) {

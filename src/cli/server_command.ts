@@ -19,7 +19,7 @@ import {
   startServer,
 } from "../server/mod.ts";
 import { MAX_WAIT_MS } from "../server/lock_table.ts";
-import { noPositionals, parseFlags, parseWholeNumber, quote } from "./flags.ts";
+import { noPositionals, parseFlags, quote, wholeNumberFlag } from "./flags.ts";
 import { type CliIo, type Subcommand, UsageError } from "./subcommand.ts";
 
 const HELP = `Usage: elock server [options]
@@ -53,6 +53,9 @@ Options:
                          (http://127.0.0.1:2379,...); servers on one etcd
                          cluster share one table, and sessions resume on any
   --etcd-prefix PREFIX   key prefix of the table in etcd (default elock/)
+  --admin                accept the operator command force_unlock KEY (elock
+                         unlock --force KEY): frees KEY whoever holds it; each
+                         use is logged. Anyone who can connect may use it
   --verbose              also log every command and its reply
   -h, --help             show this help
 `;
@@ -76,6 +79,7 @@ const FLAGS = {
   "etcd-endpoints": { type: "string" },
   "etcd-prefix": { type: "string" },
   verbose: { type: "boolean" },
+  admin: { type: "boolean" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -112,23 +116,21 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
   const { values, positionals } = parseFlags(args, FLAGS);
   if (values.help) return "help";
   noPositionals(positionals);
-  const port = values.port === undefined ? DEFAULT_PORT : parseWholeNumber(values.port, 0, 65535);
-  if (port === null) {
-    throw new UsageError(`invalid port ${quote(values.port!)} (expected a whole number 0-65535)`);
-  }
+  const port = values.port === undefined
+    ? DEFAULT_PORT
+    : wholeNumberFlag("--port", values.port, 0, 65535);
   const dialect = values.dialect ?? "extended";
   if (dialect !== "extended" && dialect !== "original") {
     throw new UsageError(`invalid dialect ${quote(dialect)} (expected extended or original)`);
   }
   const maxLine = values["max-line-length"];
-  const maxLineLength = maxLine === undefined
-    ? DEFAULT_MAX_LINE_LENGTH
-    : parseWholeNumber(maxLine, 16, Number.MAX_SAFE_INTEGER);
-  if (maxLineLength === null) {
-    throw new UsageError(
-      `invalid --max-line-length ${quote(maxLine!)} (expected a whole number of at least 16)`,
-    );
-  }
+  const maxLineLength = maxLine === undefined ? DEFAULT_MAX_LINE_LENGTH : wholeNumberFlag(
+    "--max-line-length",
+    maxLine,
+    16,
+    Number.MAX_SAFE_INTEGER,
+    "a whole number of at least 16",
+  );
   const limits = parseTableLimits(values);
   const maxConnections = wholeFlag(values, "max-connections", 1, DEFAULT_MAX_CONNECTIONS);
   const maxReplyBytes = wholeFlag(values, "max-reply-bytes", 1024, DEFAULT_MAX_REPLY_BYTES);
@@ -148,6 +150,7 @@ export function parseServerArgs(args: readonly string[]): ServerOptions | "help"
     idleTimeout,
     keepAlive,
     verbose: values.verbose ?? false,
+    ...(values.admin ? { admin: true } : {}),
     ...limits,
     ...(tls === undefined ? {} : { tls }),
     ...store,
@@ -192,15 +195,8 @@ function parseTableLimits(
   values: { "max-held-keys"?: string; "max-waiters-per-key"?: string; grace?: string },
 ): Pick<ServerOptions, "maxHeldKeys" | "maxWaitersPerKey" | "graceMs"> {
   const limits: Pick<ServerOptions, "maxHeldKeys" | "maxWaitersPerKey" | "graceMs"> = {};
-  const whole = (flag: string, text: string, min: number, max: number): number => {
-    const n = parseWholeNumber(text, min, max);
-    if (n === null) {
-      throw new UsageError(
-        `invalid --${flag} ${quote(text)} (expected a whole number ${min}-${max})`,
-      );
-    }
-    return n;
-  };
+  const whole = (flag: string, text: string, min: number, max: number): number =>
+    wholeNumberFlag(`--${flag}`, text, min, max);
   const held = values["max-held-keys"];
   if (held !== undefined) limits.maxHeldKeys = whole("max-held-keys", held, 1, 2 ** 31);
   const waiters = values["max-waiters-per-key"];
@@ -223,13 +219,7 @@ function wholeFlag(
   const max = name === "max-connections" || name === "max-reply-bytes"
     ? Number.MAX_SAFE_INTEGER
     : 2_147_483_647;
-  const n = parseWholeNumber(text, min, max);
-  if (n === null) {
-    throw new UsageError(
-      `invalid --${name} ${quote(text)} (expected a whole number ${min}-${max})`,
-    );
-  }
-  return n;
+  return wholeNumberFlag(`--${name}`, text, min, max);
 }
 
 /** Reads the files of `--tls-cert` and `--tls-key`, given both or neither. */
@@ -290,7 +280,10 @@ export async function runServer(options: ServerOptions, io: CliIo): Promise<numb
   const store = options.store === "etcd"
     ? ` (lock table on etcd: ${options.etcdEndpoints?.join(",")})`
     : "";
-  log(`${server.dialect} server listening on ${where}${options.tls ? " (TLS)" : ""}${store}`);
+  const admin = options.admin === true ? " (admin commands on)" : "";
+  log(
+    `${server.dialect} server listening on ${where}${options.tls ? " (TLS)" : ""}${store}${admin}`,
+  );
   const signal = io.signal;
   if (!signal.aborted) {
     await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
@@ -324,6 +317,12 @@ export function formatEvent(event: ServerEvent): string {
       return `#${event.session} waits for ${printable(event.key)}`;
     case "command":
       return `#${event.session} ${printable(event.line)} => ${printable(event.reply)}`;
+    case "force_unlock": {
+      const who = `#${event.session} (${event.remote}) force_unlock ${printable(event.key)}`;
+      if (event.outcome === "refused") return `${who}: refused (the server runs without --admin)`;
+      if (event.outcome === "not_locked") return `${who}: it was not locked`;
+      return `${who}: released it from ${event.holders.map((h) => `#${h}`).join(", ")}`;
+    }
   }
 }
 

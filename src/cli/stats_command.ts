@@ -5,7 +5,13 @@
  */
 
 import { noPositionals, parseFlags } from "./flags.ts";
-import { ADDRESS_FLAGS, ADDRESS_HELP, connectTo, serverAddress } from "./server_address.ts";
+import {
+  ADDRESS_FLAGS,
+  ADDRESS_HELP,
+  connectTo,
+  explainError,
+  serverAddress,
+} from "./server_address.ts";
 import type { Subcommand } from "./subcommand.ts";
 
 const HELP = `Usage: elock stats [options]
@@ -18,7 +24,8 @@ ${ADDRESS_HELP}
   --json                 print them as one JSON object
   -h, --help             show this help
 
-Exit codes: 0 printed, 1 the server could not be reached or failed, 2 wrong usage.
+Exit codes: 0 printed, 1 the server could not be reached, did not answer within
+--connect-timeout, is not an eLock server, or failed; 2 wrong usage.
 `;
 
 const FLAGS = {
@@ -39,7 +46,12 @@ export const statsCommand: Subcommand = {
     const address = serverAddress(values);
     return async (io) => {
       await using client = await connectTo(address, io.signal);
-      const stats = await client.stats();
+      let stats;
+      try {
+        stats = await client.stats();
+      } catch (error) {
+        throw explainError(error, address);
+      }
       if (values.json) {
         io.stdout(`${JSON.stringify(stats)}\n`);
       } else {

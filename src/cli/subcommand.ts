@@ -22,6 +22,8 @@ export interface CliIo {
    * signals on to a child); returns a function that stops the calls.
    */
   onSignal(listener: (signal: string) => void): () => void;
+  /** Whether standard error is a terminal, where a person reads it (default: no). */
+  readonly stderrIsTerminal?: boolean;
 }
 
 /** Runs a parsed subcommand; resolves to the process exit code. */

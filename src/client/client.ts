@@ -12,6 +12,7 @@ import {
   encodeKey,
   fenceCommand,
   type KeyEncoding,
+  nameCommand,
   quitCommand,
   rawCommand,
   setTimeoutCommand,
@@ -96,7 +97,7 @@ export class ELockClient extends EventTarget {
     this.#pool = new SessionPool(primary, settings.poolSize, (signal) =>
       Session.open(
         settings,
-        { releaseTimeout: this.#releaseTimeout, signal },
+        { releaseTimeout: this.#releaseTimeout, signal, name: primary.name },
         (type, init) => this.#dispatch(type, init),
       ));
   }
@@ -130,12 +131,14 @@ export class ELockClient extends EventTarget {
    */
   static async connect(options: ConnectOptions = {}): Promise<ELockClient> {
     const settings = settingsOf(options);
-    const { releaseTimeout, signal } = options;
+    const { releaseTimeout, signal, name } = options;
     if (releaseTimeout !== undefined) setTimeoutCommand(releaseTimeout);
+    // Checked before anything is sent: a TypeError for a name that is not one printable word.
+    if (name !== undefined) nameCommand(name);
     let client: ELockClient | null = null;
     const primary = await Session.open(
       settings,
-      { releaseTimeout, signal },
+      { releaseTimeout, signal, name },
       (type, init) => void (client !== null && client.#dispatch(type, init)),
     );
     client = new ELockClient(settings, primary);
@@ -392,6 +395,8 @@ export class ELockClient extends EventTarget {
             const set = await fresh.request(setTimeoutCommand(primary.releaseTimeout));
             if (set.code !== 200) throw unexpected(`set_timeout ${primary.releaseTimeout}`, set);
           }
+          // Refused by servers without the extension: harmless.
+          if (primary.name !== undefined) await fresh.request(nameCommand(primary.name));
         } catch (error) {
           await fresh.close();
           throw error;

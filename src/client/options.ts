@@ -84,6 +84,15 @@ export interface ConnectOptions {
   commandTimeout?: number;
   /** Gets a line per request and reply (`console` fits). */
   logger?: Logger;
+  /**
+   * A name for this client's sessions, shown by the bundled server's `debug`
+   * (and `elock debug`) beside each session's address: 1-64 printable ASCII
+   * characters without spaces, else `connect()` throws a `TypeError` before
+   * anything is sent. Sent as `name NAME` (an extension of the bundled
+   * server) after connecting and after every reconnect or resume; other
+   * servers refuse the command, which is ignored. Default: none.
+   */
+  name?: string;
   /** Longest reply line accepted, in bytes. Default 1 MiB. */
   maxLineLength?: number;
   /**

@@ -17,6 +17,7 @@ import {
   lockCommand,
   lockValueCommand,
   MAX_WAIT_SECONDS,
+  nameCommand,
   setTimeoutCommand,
   unlockAllCommand,
   unlockCommand,
@@ -50,6 +51,8 @@ export class Session {
   id: string | null = null;
   /** The release timeout set on it, or `undefined` for the server's default. */
   releaseTimeout: number | undefined;
+  /** The client name sent on each of its connections (`name NAME`), or `undefined`. */
+  name: string | undefined;
   /**
    * Whether the session's id was handed out (`sessionId()`, `resume()`): it
    * is then never renewed after a given-up wait (see {@linkcode Supervisor.renew}).
@@ -75,7 +78,11 @@ export class Session {
    */
   static async open(
     settings: Settings,
-    options: { releaseTimeout: number | undefined; signal: AbortSignal | undefined },
+    options: {
+      releaseTimeout: number | undefined;
+      signal: AbortSignal | undefined;
+      name?: string | undefined;
+    },
     dispatch: Dispatch,
   ): Promise<Session> {
     let session: Session | null = null;
@@ -88,12 +95,17 @@ export class Session {
       },
     );
     session = new Session(settings, connection, dispatch);
+    session.name = options.name;
     try {
       await Promise.all([
         options.releaseTimeout === undefined
           ? null
           : session.setReleaseTimeout(options.releaseTimeout, options.signal),
         settings.reconnect === null ? null : session.sessionId(),
+        options.name === undefined
+          ? null
+          // Other servers refuse the extension (400 or 500): the name is then simply not shown.
+          : session.request(nameCommand(options.name), { signal: options.signal, retry: true }),
       ]);
     } catch (error) {
       await connection.close();

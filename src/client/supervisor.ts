@@ -10,7 +10,12 @@
  */
 
 import { ConnectionClosedError, type ELockError, UnexpectedResponseError } from "../errors.ts";
-import { connIdCommand, setTimeoutCommand, unlockAllCommand } from "../protocol/commands.ts";
+import {
+  connIdCommand,
+  nameCommand,
+  setTimeoutCommand,
+  unlockAllCommand,
+} from "../protocol/commands.ts";
 import type { Connection } from "../protocol/connection.ts";
 import type { ELockClientEventInit, ELockClientEventType } from "./events.ts";
 import type { SessionLedger } from "./ledger.ts";
@@ -33,6 +38,8 @@ export interface SupervisedSession {
   readonly ledger: SessionLedger;
   id: string | null;
   releaseTimeout: number | undefined;
+  /** The client name sent on each new connection, if any. */
+  readonly name?: string | undefined;
   lastReplyAt: number;
   /** The index, in the settings' endpoints, of the server the connection is to. */
   endpoint: number;
@@ -282,10 +289,13 @@ export class Supervisor {
       const epoch = session.ledger.epoch;
       const timeout = session.releaseTimeout;
       // Pipelined: `conn_id ID` must come first, then the new connection's settings.
+      const name = session.name;
       const [resumed, set, current] = await Promise.all([
         id === null ? null : fresh.request(connIdCommand(id)),
         timeout === undefined ? null : fresh.request(setTimeoutCommand(timeout)),
         fresh.request(connIdCommand()),
+        // After the resume: the name goes with the session (other servers refuse it, harmlessly).
+        name === undefined ? null : fresh.request(nameCommand(name)),
       ]);
       if (set !== null && set.code !== 200) throw unexpected(`set_timeout ${timeout}`, set);
       if (current.code !== 200 || current.message === "") throw unexpected("conn_id", current);

@@ -17,7 +17,12 @@
  */
 
 import { InvalidKeyError, type KeyKind } from "../errors.ts";
-import { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "./limits.ts";
+import {
+  isClientName,
+  MAX_CLIENT_NAME_LENGTH,
+  MAX_TIMEOUT_MS,
+  MAX_WAIT_SECONDS,
+} from "./limits.ts";
 
 /**
  * How keys and values go on the wire: `"raw"` sends them as they are (and
@@ -247,6 +252,48 @@ export function setTimeoutCommand(ms: number): Uint8Array {
     throw new RangeError(`Invalid timeout: ${String(ms)} is not a whole 0..${MAX_TIMEOUT_MS} ms`);
   }
   return line(["set_timeout", String(ms)]);
+}
+
+/**
+ * `name TEXT` (an extension of the bundled server): names the session, for
+ * `debug`. Other servers refuse it (`400 Unknown command` or `500`), which
+ * is harmless.
+ *
+ * @param name the client name ({@linkcode isClientName})
+ * @returns the command line's bytes
+ * @throws {TypeError} `name` is not 1-64 printable ASCII characters without spaces
+ *
+ * @example
+ * ```ts
+ * nameCommand("billing-worker"); // "name billing-worker\n"
+ * ```
+ */
+export function nameCommand(name: string): Uint8Array {
+  if (!isClientName(name)) {
+    throw new TypeError(
+      `Invalid name: ${JSON.stringify(String(name)).slice(0, 80)} ` +
+        `(expected 1-${MAX_CLIENT_NAME_LENGTH} printable ASCII characters without spaces)`,
+    );
+  }
+  return line(["name", name]);
+}
+
+/**
+ * `force_unlock KEY` (an extension of the bundled server, `--admin` only):
+ * frees KEY whoever holds it.
+ *
+ * @param key the key, as it is on the wire
+ * @returns the command line's bytes
+ * @throws {InvalidKeyError} `key` is not one protocol word
+ *
+ * @example
+ * ```ts
+ * forceUnlockCommand("nightly-report"); // "force_unlock nightly-report\n"
+ * ```
+ */
+export function forceUnlockCommand(key: string): Uint8Array {
+  checkWord(key, "key");
+  return line(["force_unlock", key]);
 }
 
 /**

@@ -107,6 +107,26 @@ export interface DebugRequest {
 }
 
 /**
+ * One session of a `debug` reply: the server's own JSON object. The
+ * reference server prints `id`, `disposeTimeout` and `disposeTimeoutId`;
+ * the bundled server prints the same, and adds `peer` and `name` when it
+ * knows them (an older server's sessions simply have neither).
+ *
+ * @example
+ * ```ts
+ * const session: DebugSession = { id: 1, peer: "10.0.0.7:51234", name: "billing" };
+ * ```
+ */
+export interface DebugSession {
+  /** `host:port` the session's connection comes from (bundled server). */
+  peer?: string;
+  /** The name its client gave (the `name` option of `ELockClient.connect`; bundled server). */
+  name?: string;
+  /** The server's other fields (`id`, `disposeTimeout`, ...). */
+  [field: string]: unknown;
+}
+
+/**
  * The content of a `debug` reply.
  *
  * @example
@@ -119,8 +139,8 @@ export interface DebugRequest {
  * ```
  */
 export interface DebugInfo {
-  /** One JSON object per session; its fields are the server's own. */
-  sessions: unknown[];
+  /** One JSON object per session; its fields are the server's own (see {@linkcode DebugSession}). */
+  sessions: DebugSession[];
   /** The locks held. */
   locks: DebugLock[];
   /** The waiting requests. */
@@ -573,7 +593,7 @@ export function parseDebug(reply: Reply): DebugInfo {
   return info;
 }
 
-function parseSession(line: string): unknown {
+function parseSession(line: string): DebugSession {
   let session: unknown;
   try {
     session = JSON.parse(line.slice("SESSION ".length));
@@ -583,7 +603,11 @@ function parseSession(line: string): unknown {
   if (typeof session !== "object" || session === null || Array.isArray(session)) {
     throw invalidDebugLine(line);
   }
-  return session;
+  const fields = session as DebugSession;
+  // `peer` and `name` are strings or absent (a server's other kinds are dropped).
+  if (fields.peer !== undefined && typeof fields.peer !== "string") delete fields.peer;
+  if (fields.name !== undefined && typeof fields.name !== "string") delete fields.name;
+  return fields;
 }
 
 function invalidDebugLine(line: string, cause?: unknown): ProtocolError {

@@ -17,7 +17,7 @@ import {
   OVERLONG_LINE,
   type SplitLine,
 } from "../protocol/line_splitter.ts";
-import { MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "../protocol/limits.ts";
+import { isClientName, MAX_TIMEOUT_MS, MAX_WAIT_SECONDS } from "../protocol/limits.ts";
 import type { DialectReplies } from "./dialect.ts";
 import { LockTable } from "./lock_table.ts";
 import type { LockResult, Session, UnlockResult } from "./lock_table.ts";
@@ -122,6 +122,19 @@ export type ServerEvent =
     readonly session: string;
     readonly line: string;
     readonly reply: string;
+  }
+  /**
+   * A `force_unlock KEY` (this server's extension): `released` (the public
+   * names of the sessions that held it are `holders`), `not_locked`, or
+   * `refused` (the server was not started with `admin`).
+   */
+  | {
+    readonly type: "force_unlock";
+    readonly session: string;
+    readonly remote: string;
+    readonly key: string;
+    readonly outcome: "released" | "not_locked" | "refused";
+    readonly holders: readonly string[];
   };
 
 /**
@@ -150,6 +163,8 @@ export interface ConnectionContext {
   readonly onEvent?: ((event: ServerEvent) => void) | undefined;
   /** Also report every command to `onEvent`. */
   readonly logCommands?: boolean;
+  /** Accept operator commands (`force_unlock`); default: refuse them. */
+  readonly admin?: boolean;
 }
 
 /**
@@ -327,7 +342,7 @@ class SessionHandler {
     this.#ctx = ctx;
     this.#fixed = fixedOf(ctx.replies);
     this.#storeErrorReply = errorLine(ctx.replies, "Lock store unavailable");
-    const created = ctx.table.createSession();
+    const created = ctx.table.createSession(conn.remoteAddress);
     if (created instanceof Promise) {
       this.#creating = created;
       // Nothing is read before the session exists (some listeners hand
@@ -753,6 +768,15 @@ class SessionHandler {
           table.debug(),
           (d) => storeDebugReply(d, eol, this.#ctx.maxReplyBytes) ?? this.#fixed.tooLarge,
         );
+      case "name":
+        // This server's extension: a name for the session, shown by `debug`.
+        if (argc !== 1) break;
+        if (!isClientName(words[1]!)) return errorLine(replies, "Invalid name");
+        return this.#then(table.setName(session, words[1]!), () => `200 OK${eol}`);
+      case "force_unlock":
+        // This server's extension, for operators: frees KEY whoever holds it.
+        if (argc !== 1) break;
+        return this.#forceUnlock(words[1]!);
       case "quit":
         if (argc !== 0) break;
         // The original server closes the connection (locks then follow the
@@ -762,6 +786,32 @@ class SessionHandler {
         return replies.quit + eol;
     }
     return replies.unknown(command) + eol;
+  }
+
+  #forceUnlock(key: string): string | Promise<string> {
+    const report = (outcome: "released" | "not_locked" | "refused", holders: readonly string[]) =>
+      this.#ctx.onEvent?.({
+        type: "force_unlock",
+        session: this.#session.id,
+        remote: this.#conn.remoteAddress,
+        key,
+        outcome,
+        holders,
+      });
+    const eol = this.#fixed.eol;
+    if (this.#ctx.admin !== true) {
+      report("refused", []);
+      return `403 Forbidden: force_unlock needs a server started with --admin${eol}`;
+    }
+    return this.#then(this.#ctx.table.forceUnlock(key), ({ holders }) => {
+      if (holders.length === 0) {
+        report("not_locked", []);
+        return `404 Not locked${eol}`;
+      }
+      report("released", holders);
+      if (this.#tooLarge(holders, null)) return `200 Released${eol}`;
+      return `200 Released from ${holders.map((h) => `#${h}`).join(", ")}${eol}`;
+    });
   }
 
   #unlock(key: string): string | Promise<string> {
@@ -848,7 +898,8 @@ function storeDebugReply(d: StoreDebug, eol: string, limit: number): string | nu
   let out = `200 DEBUG${eol}`;
   for (const s of d.sessions) {
     const id = /^[1-9][0-9]{0,14}$/.test(s.id) ? s.id : JSON.stringify(s.id);
-    const tail = s.expiresIn === null ? "null" : `1,"expiresIn":${s.expiresIn}`;
+    const tail = (s.expiresIn === null ? "null" : `1,"expiresIn":${s.expiresIn}`) +
+      whereFrom(s.peer, s.name);
     out +=
       `SESSION {"id":${id},"disposeTimeout":${s.releaseTimeout},"disposeTimeoutId":${tail}}${eol}`;
     if (out.length > limit) return null;
@@ -866,6 +917,14 @@ function storeDebugReply(d: StoreDebug, eol: string, limit: number): string | nu
   return out.length > limit ? null : out;
 }
 
+/** The `peer` and `name` fields of a `debug` SESSION object (this server's additions), those known. */
+function whereFrom(peer: string | null | undefined, name: string | null | undefined): string {
+  let out = "";
+  if (typeof peer === "string") out += `,"peer":${JSON.stringify(peer)}`;
+  if (typeof name === "string") out += `,"name":${JSON.stringify(name)}`;
+  return out;
+}
+
 function parseWhole(text: string, max: number): number | null {
   if (!WHOLE_NUMBER.test(text)) return null;
   const n = Number(text);
@@ -881,7 +940,8 @@ function debugReply(table: LockTable, eol: string, limit: number): string | null
   let out = `200 DEBUG${eol}`;
   for (const s of table.sessions.values()) {
     const id = /^[1-9][0-9]{0,14}$/.test(s.id) ? s.id : JSON.stringify(s.id);
-    const tail = s.connected ? "null" : `1,"expiresIn":${Math.max(0, s.expiresAt - now)}`;
+    const tail = (s.connected ? "null" : `1,"expiresIn":${Math.max(0, s.expiresAt - now)}`) +
+      whereFrom(s.peer, s.name);
     out +=
       `SESSION {"id":${id},"disposeTimeout":${s.releaseTimeout},"disposeTimeoutId":${tail}}${eol}`;
     if (out.length > limit) return null;

@@ -14,7 +14,7 @@
 
 import { MAX_WAIT_SECONDS } from "../protocol/limits.ts";
 import { sessionName } from "../protocol/session_name.ts";
-import type { LockStore, StoreDebug, StoreStats } from "./store.ts";
+import type { ForceUnlockResult, LockStore, StoreDebug, StoreStats } from "./store.ts";
 
 /** A client session; it outlives its connection for `releaseTimeout` ms. */
 export interface Session {
@@ -49,6 +49,10 @@ export interface Session {
   contested: number;
   /** Internal: stamp of the last deadlock search that reached this session. */
   mark: number;
+  /** `host:port` of the connection it was created or last resumed on, when known. */
+  peer?: string | undefined;
+  /** The name its client gave (`name` command), if any. */
+  name?: string | undefined;
 }
 
 /** A queued lock request. */
@@ -226,8 +230,8 @@ export class LockTable implements LockStore<Session> {
     if (graceMs > 0) this.#grace = setTimeout(() => this.#endGrace(), graceMs);
   }
 
-  /** Starts a new connected session with a fresh id. */
-  createSession(): Session {
+  /** Starts a new connected session with a fresh id; `peer`: the `host:port` of its connection. */
+  createSession(peer?: string): Session {
     const secret = this.#newId();
     const session: Session = {
       id: this.publicName(secret),
@@ -240,6 +244,8 @@ export class LockTable implements LockStore<Session> {
       expiry: undefined,
       contested: 0,
       mark: 0,
+      peer,
+      name: undefined,
     };
     this.sessions.set(secret, session);
     return session;
@@ -412,6 +418,7 @@ export class LockTable implements LockStore<Session> {
     target.expiry = undefined;
     target.expiresAt = 0;
     target.connected = true;
+    if (current.peer !== undefined) target.peer = current.peer;
     this.sessions.delete(current.secret);
     return { result: "resumed", session: target };
   }
@@ -429,6 +436,23 @@ export class LockTable implements LockStore<Session> {
     session.releaseTimeout = ms;
   }
 
+  /** Sets the client name of `session` (the `name` command). */
+  setName(session: Session, name: string): void {
+    session.name = name;
+  }
+
+  /**
+   * Frees `key` whoever holds it (`force_unlock`): every holder loses it, and
+   * the next waiter gets it.
+   */
+  forceUnlock(key: string): ForceUnlockResult {
+    const state = this.keys.get(key);
+    if (state === undefined || state.holders.size === 0) return { holders: [] };
+    const holders = [...state.holders];
+    for (const holder of holders) this.#release(state, holder);
+    return { holders: holders.map((h) => h.id) };
+  }
+
   /** `stats` of the table (O(1)). */
   stats(): StoreStats {
     return { clients: this.sessions.size, locks: this.#locked };
@@ -441,6 +465,8 @@ export class LockTable implements LockStore<Session> {
       id: s.id,
       releaseTimeout: s.releaseTimeout,
       expiresIn: s.connected ? null : Math.max(0, s.expiresAt - now),
+      peer: s.peer ?? null,
+      name: s.name ?? null,
     }));
     const locks: StoreDebug["locks"][number][] = [];
     const requests: StoreDebug["requests"][number][] = [];

@@ -186,6 +186,14 @@ export interface ServerOptions {
   onEvent?: (event: ServerEvent) => void;
   /** Report every command to `onEvent`, not only connection events. */
   verbose?: boolean;
+  /**
+   * Accept the operator command `force_unlock KEY` (this server's extension:
+   * frees KEY whoever holds it, and its next waiter gets it; each one is
+   * reported to `onEvent` as a `force_unlock` event). Default `false`: it is
+   * answered `403 Forbidden: force_unlock needs a server started with --admin`.
+   * Anyone who can connect can then use it: bind to a trusted network.
+   */
+  admin?: boolean;
   /** The listener to use; by default the one of the current runtime. */
   listen?: Listen;
   /**
@@ -332,6 +340,7 @@ export async function startServer(options: ServerOptions = {}): Promise<ELockSer
     counters,
     onEvent: options.onEvent,
     logCommands: options.verbose ?? false,
+    admin: options.admin === true,
   };
   const open = new Map<ServerConnection, Promise<void>>();
   const refused = new Set<ServerConnection>();

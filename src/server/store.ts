@@ -50,6 +50,25 @@ export interface StoreSession {
   readonly lost?: boolean;
   /** Set by the connection: called when the store loses the session while it is connected. */
   onLost?: (() => void) | undefined;
+  /** `host:port` of the connection the session was created or last resumed on, when known. */
+  peer?: string | undefined;
+  /** The name the client gave with the `name` command (this server's extension), if any. */
+  name?: string | undefined;
+}
+
+/**
+ * What a `force_unlock KEY` (this server's extension, `--admin` only) freed:
+ * the public names of the sessions that held the key (none when it was not
+ * locked). The key then goes to its next waiter.
+ *
+ * @example
+ * ```ts
+ * const line = (f: ForceUnlockResult) => f.holders.map((h) => `#${h}`).join(", ");
+ * ```
+ */
+export interface ForceUnlockResult {
+  /** Public names of the sessions that held the key. */
+  readonly holders: readonly string[];
 }
 
 /**
@@ -81,6 +100,10 @@ export interface StoreDebug {
     readonly releaseTimeout: number;
     /** ms left before a disconnected session goes; null while connected. */
     readonly expiresIn: number | null;
+    /** `host:port` the session connects from, when known. */
+    readonly peer?: string | null | undefined;
+    /** The name its client gave (`name` command), if any. */
+    readonly name?: string | null | undefined;
   }[];
   readonly locks: readonly {
     readonly key: string;
@@ -103,8 +126,8 @@ export interface StoreDebug {
  * ```
  */
 export interface LockStore<S extends StoreSession = StoreSession> {
-  /** Starts a new connected session. */
-  createSession(): MaybePromise<S>;
+  /** Starts a new connected session; `peer` is the `host:port` of its connection. */
+  createSession(peer?: string): MaybePromise<S>;
   /** Requests `key` (exclusive when `value` is null), waiting up to `waitMs` ms. */
   lock(session: S, key: string, value: string | null, waitMs: number): MaybePromise<LockResult>;
   /** Releases `key` held by `session`. */
@@ -121,6 +144,13 @@ export interface LockStore<S extends StoreSession = StoreSession> {
   resume(current: S, secret: string): MaybePromise<{ result: ResumeResult; session: S }>;
   /** Sets the release timeout of `session`, in ms. */
   setReleaseTimeout(session: S, ms: number): MaybePromise<void>;
+  /** Sets the client name of `session` (the `name` command), kept with the session. */
+  setName(session: S, name: string): MaybePromise<void>;
+  /**
+   * Frees `key` whoever holds it (`force_unlock`, an operator's command): its
+   * holders lose it and its next waiter gets it.
+   */
+  forceUnlock(key: string): MaybePromise<ForceUnlockResult>;
   /** Counters of the whole table. */
   stats(): MaybePromise<StoreStats>;
   /** The whole table, for `debug`. */

@@ -3,7 +3,8 @@
  * behave as one eLock server.
  *
  * Keys (under `prefix`, default `elock/`):
- * - `s/SECRET`: a session, `{"n":NAME,"rt":MS,"l":LEASE,"c":SERVER|null,"d":MS}`, on the
+ * - `s/SECRET`: a session, `{"n":NAME,"rt":MS,"l":LEASE,"c":SERVER|null,"d":MS,"p":PEER,"m":CLIENT}`
+ *   (`p`, the `host:port` of its connection, and `m`, the name its client gave, when known), on the
  *   session's lease. The lease's TTL is 1.5 × the release timeout (at least
  *   etcd's minimum, 2 s), kept alive every TTL/3 by the server that holds the
  *   session's connection: when that server dies, the session's keys go between
@@ -49,6 +50,7 @@ import { sessionName } from "../../protocol/session_name.ts";
 import { MAX_WAIT_MS, type ResumeResult, type UnlockResult } from "../lock_table.ts";
 import type { LockResult } from "../lock_table.ts";
 import {
+  type ForceUnlockResult,
   type LockStore,
   type StoreDebug,
   type StoreSession,
@@ -630,6 +632,8 @@ export class EtcdStore implements LockStore<EtcdSession> {
       l: s.lease,
       c: s.connected ? this.serverId : null,
       d: s.connected ? 0 : s.disconnectedAt,
+      p: s.peer,
+      m: s.name,
     });
   }
   #holderValue(s: { id: string; secret: string }): string {
@@ -673,7 +677,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       : null;
   }
 
-  async createSession(): Promise<EtcdSession> {
+  async createSession(peer?: string): Promise<EtcdSession> {
     if (this.#closed) throw new StoreUnavailableError("etcd store closed");
     const secret = randomId(12);
     const rt = this.#defaultReleaseTimeout;
@@ -696,6 +700,8 @@ export class EtcdStore implements LockStore<EtcdSession> {
       keepalive: undefined,
       expiry: undefined,
       disconnectedAt: 0,
+      peer,
+      name: undefined,
     };
     try {
       const t = await this.#txn(
@@ -1589,7 +1595,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     // once that server's lease has run out: wait up to that long.
     const deadline = Date.now() + SERVER_TTL_SECONDS * 1000 + 1000;
     let kv: Kv | undefined;
-    let v: { n: string; rt: number; l: string; c: string | null };
+    let v: { n: string; rt: number; l: string; c: string | null; p?: unknown; m?: unknown };
     for (;;) {
       const r = await this.#txn([], [range(sKey)]);
       kv = kvs(r.responses[0])[0];
@@ -1630,8 +1636,12 @@ export class EtcdStore implements LockStore<EtcdSession> {
       keepalive: undefined,
       expiry: undefined,
       disconnectedAt: 0,
+      peer: typeof v.p === "string" ? v.p : undefined,
+      name: typeof v.m === "string" ? v.m : undefined,
     };
     target.releaseTimeout = v.rt;
+    // Where it connects from now: this connection (written with the resume below).
+    if (current.peer !== undefined) target.peer = current.peer;
     target.lease = v.l;
     target.connected = true;
     target.lost = false;
@@ -1751,6 +1761,61 @@ export class EtcdStore implements LockStore<EtcdSession> {
     }
   }
 
+  async setName(session: EtcdSession, name: string): Promise<void> {
+    this.#live(session);
+    const before = session.name;
+    session.name = name;
+    const sKey = this.#sKey(session.secret);
+    try {
+      const t = await this.#txn([cmp(sKey, "MOD", "EQUAL", "mod_revision", session.rev)], [
+        put(sKey, this.#sessionValue(session), session.lease),
+      ]);
+      if (!t.succeeded) throw new StoreUnavailableError("session changed in etcd");
+      session.rev = t.revision;
+    } catch (e) {
+      session.name = before;
+      throw wrap(e);
+    }
+  }
+
+  async forceUnlock(key: string): Promise<ForceUnlockResult> {
+    if (this.#closed) throw new StoreUnavailableError("etcd store closed");
+    const h = this.#hKey(key);
+    const vp = this.#vPrefix(key);
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const r = await this.#txn([], [range(h), range(vp, prefixEnd(vp))]);
+      const exclusive = kvs(r.responses[0])[0];
+      const values = kvs(r.responses[1]);
+      if (exclusive === undefined && values.length === 0) return { holders: [] };
+      // Each hold as read (a change meanwhile makes the transaction fail: read again).
+      const compare: Json[] = [];
+      const ops: Json[] = [];
+      const holders: { n: string; s: string }[] = [];
+      if (exclusive !== undefined) {
+        compare.push(cmp(h, "MOD", "EQUAL", "mod_revision", exclusive.mod));
+        ops.push(del(h));
+        const held = holderOf(exclusive.value);
+        if (held !== null) holders.push(held);
+      }
+      for (const kv of values) {
+        const secret = kv.key.slice(vp.length);
+        compare.push(cmp(kv.key, "MOD", "EQUAL", "mod_revision", kv.mod));
+        ops.push(del(kv.key));
+        holders.push({ n: sessionName(secret), s: secret });
+      }
+      for (const held of holders) ops.push(del(this.#oKey(held.s, key)));
+      const t = await this.#txn(compare, ops);
+      if (!t.succeeded) continue;
+      for (const held of holders) {
+        const local = this.#sessions.get(held.s);
+        local?.held.delete(key);
+        local?.values.delete(key);
+      }
+      return { holders: holders.map((held) => held.n) };
+    }
+    throw new StoreUnavailableError("force_unlock: the key kept changing");
+  }
+
   async stats(): Promise<StoreStats> {
     const s = this.prefix + "s/";
     const h = this.prefix + "h/";
@@ -1780,11 +1845,20 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const sessions: StoreDebug["sessions"][number][] = [];
     for (const kv of kvs(t.responses[0])) {
       try {
-        const v = JSON.parse(kv.value) as { n: string; rt: number; c: string | null; d: number };
+        const v = JSON.parse(kv.value) as {
+          n: string;
+          rt: number;
+          c: string | null;
+          d: number;
+          p?: unknown;
+          m?: unknown;
+        };
         sessions.push({
           id: v.n,
           releaseTimeout: v.rt,
           expiresIn: v.c !== null ? null : Math.max(0, v.d + v.rt - now),
+          peer: typeof v.p === "string" ? v.p : null,
+          name: typeof v.m === "string" ? v.m : null,
         });
       } catch {
         // Not ours.
