@@ -168,8 +168,6 @@ const SERVER_TTL_SECONDS = 3;
 const POLL_MS = 1000;
 /** Operations per transaction we stay under (etcd's default `--max-txn-ops` is 128). */
 const TXN_OPS = 100;
-/** Pauses between the sends of a transaction that is safe to send again ({@linkcode EtcdStore}'s `#txnAgain`). */
-const RETRY_DELAYS_MS = [100, 250, 500, 1000, 1500];
 
 /** The lease TTL (s) for a release timeout (ms): 1.5 × it, at least etcd's minimum. */
 export function leaseTtl(releaseTimeout: number): number {
@@ -575,34 +573,6 @@ export class EtcdStore implements LockStore<EtcdSession> {
     };
   }
 
-  /**
-   * A transaction whose answer may be lost and that is safe to send again:
-   * its compares make a second copy fail when the first was applied, and
-   * the caller reads that case from the failure ops as "already ours" (a
-   * grant, a waiter key that keeps its create revision). Retried while etcd
-   * does not answer (a member killed mid-request, a leader election), for
-   * up to about 3 s, so that losing one member of a cluster stops nothing.
-   */
-  async #txnAgain(
-    session: EtcdSession,
-    compare: Json[],
-    success: Op[],
-    failure: Op[] = [],
-    onLost?: () => void,
-  ): Promise<TxnAnswer> {
-    for (let attempt = 0;; attempt++) {
-      try {
-        return await this.#txn(compare, success, failure);
-      } catch (e) {
-        const again = e instanceof StoreUnavailableError && attempt < RETRY_DELAYS_MS.length &&
-          !this.#closed && !this.#abandoned && !session.lost;
-        if (!again) throw e;
-        onLost?.();
-        await new Promise((r) => setTimeout(r, RETRY_DELAYS_MS[attempt]));
-      }
-    }
-  }
-
   #check(): void {
     if (this.#abandoned) throw new StoreUnavailableError("etcd store abandoned");
   }
@@ -832,8 +802,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
     const queue = waitMs > 0;
     let t: TxnAnswer;
     try {
-      t = await this.#txnAgain(
-        session,
+      t = await this.#txn(
         [
           cmp(h, "CREATE", "EQUAL", "create_revision", 0),
           cmpRange(wp, prefixEnd(wp), "VERSION", "EQUAL", "version", 0),
@@ -929,7 +898,7 @@ export class EtcdStore implements LockStore<EtcdSession> {
       if ((group === undefined || group === value) && view.waiters.length === 0) {
         let t: TxnAnswer;
         try {
-          t = await this.#txnAgain(session, this.#unchanged(key, view.rev), [
+          t = await this.#txn(this.#unchanged(key, view.rev), [
             put(vp + session.secret, value, session.lease),
             put(this.#oKey(session.secret, key), "v:" + value, session.lease),
           ]);
@@ -1401,15 +1370,13 @@ export class EtcdStore implements LockStore<EtcdSession> {
           put(this.prefix + "w/!/" + next.secret, JSON.stringify({ k: key }), next.lease),
         );
       }
-      // Sent again when its answer is lost: a copy of an applied one finds the key no longer ours.
-      let lost = false;
-      const t = await this.#txnAgain(session, compare, ops, [
+      const t = await this.#txn(compare, ops, [
         range(own),
         range(h),
         range(vp, prefixEnd(vp)),
         range(wp, prefixEnd(wp)),
-      ], () => lost = true);
-      if (t.succeeded || (lost && this.#tokenIn(t.responses[0]) !== token)) {
+      ]);
+      if (t.succeeded) {
         session.held.delete(key);
         session.values.delete(key);
         return { kind: "released" };
