@@ -23,15 +23,17 @@ export type ELockClientEventType = keyof ELockClientEventMap;
  * The events of {@linkcode ELockClient}, by name, as the DOM's
  * `WindowEventMap`: `client.addEventListener(name, listener)` gives the
  * listener the event of this map, with its fields typed, and a name that is
- * not here is a type error.
+ * not here is a type error. Events come from every session of the client:
+ * its own (`lock()`, `unlock()`, ...) and those of its pool (`acquire()`,
+ * `withLock()`, `locks.request()`).
  *
- * - `connect`: a TCP connection to the server opened (the first, and each
- *   reconnection).
- * - `disconnect`: the connection dropped without `close()` or `quit()`.
+ * - `connect`: a session opened a new connection to the server (not the
+ *   first one, made by `connect()`).
+ * - `disconnect`: a connection dropped without `close()` or `quit()`.
  * - `reconnect`: a reconnection attempt starts; fires once per attempt.
  * - `resume`: the session was resumed on a new connection, locks and all.
  * - `sessionlost`: the session and every lock it held are gone.
- * - `error`: a reconnection attempt failed, or the client gave up and closed.
+ * - `error`: a reconnection attempt failed, or a session gave up and closed.
  *
  * @example
  * ```ts ignore
@@ -43,14 +45,17 @@ export type ELockClientEventType = keyof ELockClientEventMap;
  */
 export interface ELockClientEventMap {
   /**
-   * A TCP connection to the server opened: fires for each connection the
-   * client's own session opens after `connect()` (each reconnection
-   * attempt that reaches the server), before its session is resumed.
+   * A session of the client opened a new connection to the server: fires
+   * for each reconnection attempt that reaches the server (before the
+   * session is resumed on it), and when the client replaces a connection
+   * on its own (after a wait given up, with no `disconnect` before it).
+   * Not for the first connection of a session (`connect()` has not
+   * returned yet, or the pool opens it when needed).
    */
   connect: ELockClientEvent & { readonly type: "connect" };
   /**
-   * The client's connection dropped without `close()` or `quit()`; `error`
-   * says why. The client starts reconnecting (`reconnect` follows); with
+   * A connection of the client dropped without `close()` or `quit()`;
+   * `error` says why. The client starts reconnecting (`reconnect` follows); with
    * reconnect off it is closed, and `sessionlost` follows.
    */
   disconnect: ELockClientEvent & { readonly type: "disconnect"; readonly error: ELockError };
@@ -65,9 +70,9 @@ export interface ELockClientEventMap {
    */
   resume: ELockClientEvent & { readonly type: "resume"; readonly sessionId: string };
   /**
-   * The session could not be resumed (its release timeout ran out, the
-   * server refused, or reconnect is off and its connection dropped): every
-   * lock it held is gone. `keys` are those locks' keys, as on the wire;
+   * A session was lost (its lease ran out while its connection was down,
+   * the server refused to resume it, or reconnect is off and its connection
+   * dropped): every lock it held is gone. `keys` are those locks' keys, as on the wire;
    * `error` is the `SessionLostError` the handles of those locks got
    * (`HeldLock.signal.reason`); `sessionId` is the lost session's id (`""`
    * when it was never known). With reconnect on, the client carries on with
@@ -81,9 +86,10 @@ export interface ELockClientEventMap {
   };
   /**
    * A reconnection attempt failed (`error` is why, `attempt` its number), or
-   * the client gave up reconnecting and closed (`error` is the
-   * `ConnectionClosedError` its pending and later calls get, `attempt` is
-   * `undefined`).
+   * a session gave up reconnecting, its session lost, and closed (`error` is
+   * the `ConnectionClosedError` its pending and later calls get, `attempt`
+   * is `undefined`); when that is the client's own session, the client is
+   * closed.
    */
   error: ELockClientEvent & { readonly type: "error"; readonly attempt: number | undefined };
 }
