@@ -24,7 +24,12 @@ export type {
   ReconnectOptions,
 } from "./src/client/options.ts";
 export { ELockClientEvent } from "./src/client/events.ts";
-export type { ELockClientEventInit, ELockClientEventType } from "./src/client/events.ts";
+export type {
+  ELockClientEventInit,
+  ELockClientEventListener,
+  ELockClientEventMap,
+  ELockClientEventType,
+} from "./src/client/events.ts";
 export { HeldLock } from "./src/client/held_lock.ts";
 export { ELockLockManager } from "./src/client/lock_manager.ts";
 export type {

@@ -62,6 +62,13 @@ export function npmPackageJson(deno: DenoJson): Record<string, unknown> {
   exports["./package.json"] = "./package.json";
   const main = deno.exports["."];
   if (main === undefined) throw new Error('deno.json has no "." export');
+  // `exports` is unknown to TypeScript's older resolution (`--moduleResolution node`, the
+  // default of `--module commonjs`): there `@x/elock/server` finds its types through
+  // `typesVersions` (and `@x/elock` through `types`).
+  const subpaths: Record<string, string[]> = {};
+  for (const [subpath, source] of Object.entries(deno.exports)) {
+    if (subpath !== ".") subpaths[subpath.replace(/^\.\//, "")] = [dts(source)];
+  }
   return {
     name: deno.name,
     version: deno.version,
@@ -86,6 +93,7 @@ export function npmPackageJson(deno: DenoJson): Record<string, unknown> {
     exports,
     main: js(main),
     types: dts(main),
+    typesVersions: { "*": subpaths },
     bin: { elock: BIN },
     engines: { node: NODE_ENGINES },
   };

@@ -215,10 +215,23 @@ function registryNode(major: 22 | 24): string | null {
   }
 }
 
-/** Installs Node 22 and 24 into scripts/node_runtimes (from its lock file) unless they are there. */
+/**
+ * Installs Node 22 and 24 and the oldest supported TypeScript into scripts/node_runtimes (from its
+ * lock file) unless they are there.
+ */
 async function installRegistryNodes(): Promise<void> {
-  if (registryNode(22) !== null && registryNode(24) !== null) return;
-  heading("package: installing Node 22 and 24 (npm ci in scripts/node_runtimes, about 370 MB)");
+  const typescriptMin = (() => {
+    try {
+      Deno.statSync("scripts/node_runtimes/node_modules/typescript-min/package.json");
+      return true;
+    } catch {
+      return false;
+    }
+  })();
+  if (registryNode(22) !== null && registryNode(24) !== null && typescriptMin) return;
+  heading(
+    "package: installing Node 22 and 24 and TypeScript 5.2 (npm ci in scripts/node_runtimes, about 390 MB)",
+  );
   const { code } = await run("npm", [
     "ci",
     "--prefix",

@@ -128,6 +128,8 @@ export class DeadlockError extends ELockError {
  * ```ts
  * const error = new LockUnavailableError("invoice-42", { reply: "409 Already locked by #7" });
  * error.message; // "Lock unavailable: invoice-42: 409 Already locked by #7"
+ * new LockUnavailableError("invoice-42", { timeout: 0 }).message;
+ * // "Lock unavailable: invoice-42 is held by another session (timeout 0: tried once; give a timeout in ms to wait)"
  * ```
  */
 export class LockUnavailableError extends ELockError {
@@ -135,19 +137,35 @@ export class LockUnavailableError extends ELockError {
   readonly key: string;
   /** The server's reply line, or `null` when not known. */
   readonly reply: string | null;
+  /** How long the request waited, in ms, or `null` when not known. */
+  readonly timeout: number | null;
 
   /**
    * Creates the error.
    *
    * @param key the key that could not be locked
-   * @param options `reply`: the server's reply line; `cause`: the error this one wraps
+   * @param options `reply`: the server's reply line; `timeout`: the
+   *   request's wait, in ms, when the key is held by another session;
+   *   `cause`: the error this one wraps
    */
-  constructor(key: string, options?: ELockErrorOptions & { reply?: string }) {
+  constructor(key: string, options?: ELockErrorOptions & { reply?: string; timeout?: number }) {
     const reply = options?.reply ?? null;
-    super(`Lock unavailable: ${preview(key)}${reply === null ? "" : `: ${reply}`}`, options);
+    const timeout = options?.timeout ?? null;
+    const held = timeout === null
+      ? ""
+      : ` is held by another session (${
+        timeout === 0
+          ? "timeout 0: tried once; give a timeout in ms to wait"
+          : `still after ${timeout} ms`
+      })`;
+    super(
+      `Lock unavailable: ${preview(key)}${held}${reply === null ? "" : `: ${reply}`}`,
+      options,
+    );
     this.name = "LockUnavailableError";
     this.key = key;
     this.reply = reply;
+    this.timeout = timeout;
   }
 }
 

@@ -332,7 +332,10 @@ test(
       );
       assert.equal(code, 75, stderr);
       assert.equal(stdout, "", "the command did not run");
-      assert.equal(stderr, `elock lock: "job" was not obtained within ${timeout} ms\n`);
+      assert.equal(
+        stderr,
+        `elock lock: "job" is held by another session (not obtained within ${timeout} ms)\n`,
+      );
     }
     assert.deepEqual(await holder.stats(), { clients: 1, locks: 1, monitoring: 1 });
   },

@@ -80,7 +80,7 @@ leakCheckedTest(
     });
     const client = await ELockClient.connect({ port: server.port });
     const events: string[] = [];
-    for (const type of ["disconnect", "resume"]) {
+    for (const type of ["disconnect", "resume"] as const) {
       client.addEventListener(type, (e) => events.push(e.type));
     }
     assert.equal(await client.lock("k"), true);

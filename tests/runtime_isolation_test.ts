@@ -16,6 +16,7 @@ const CORE = [
   "src/server/connection.ts",
   "src/server/listener.ts",
   "src/protocol/connection.ts",
+  "src/client/checks.ts",
   "src/client/client.ts",
   "src/client/events.ts",
   "src/client/held_lock.ts",

@@ -249,7 +249,11 @@ async function runLocked(
   }
   if (!granted) {
     await client.close();
-    say(`${quote(request.key)} was not obtained within ${request.timeout} ms`);
+    say(
+      `${
+        quote(request.key)
+      } is held by another session (not obtained within ${request.timeout} ms)`,
+    );
     return LOCK_EXIT_CODES.notObtained;
   }
   // The command must not run on unprotected: when the lock is lost with the

@@ -4,7 +4,13 @@
  * @module
  */
 
-import { LockUnavailableError, SessionLostError, UnsupportedCommandError } from "../errors.ts";
+import {
+  ConnectionClosedError,
+  LockUnavailableError,
+  ProtocolError,
+  SessionLostError,
+  UnsupportedCommandError,
+} from "../errors.ts";
 import {
   checkWord,
   connIdCommand,
@@ -30,8 +36,10 @@ import {
 import {
   ELockClientEvent,
   type ELockClientEventInit,
+  type ELockClientEventListener,
   type ELockClientEventType,
 } from "./events.ts";
+import { checkLockOptions, checkNumber, describe } from "./checks.ts";
 import { bindRelease, HeldLock, loseLock, sessionOf } from "./held_lock.ts";
 import { LocalQueue } from "./local_queue.ts";
 import { ELockLockManager } from "./lock_manager.ts";
@@ -65,8 +73,8 @@ import { endpointOf, openConnection, type Settings, settingsOf, unexpected } fro
  *
  * When a connection drops, the client reconnects and resumes the session
  * with every lock it holds (see {@linkcode ConnectOptions.reconnect}); it
- * reports what happens through `EventTarget` events
- * ({@linkcode ELockClientEventType}).
+ * reports what happens through `EventTarget` events, typed by name
+ * ({@linkcode ELockClientEventMap}).
  *
  * @example
  * ```ts
@@ -109,8 +117,10 @@ export class ELockClient extends EventTarget {
    *   transport, release timeout, key encoding, command timeout, logger
    * @returns the connected client
    * @throws {RangeError} an option is out of range
-   * @throws {TypeError} an option has the wrong type, or there is no default
-   *   transport on this runtime
+   * @throws {TypeError} the options are not an object, name an unknown option
+   *   (the message lists the known ones), or an option has the wrong type (the
+   *   message says what was given and what is wanted); or there is no default
+   *   transport on this runtime. Nothing is connected then.
    * @throws {ConnectionClosedError} the connection cannot be made (the
    *   runtime's error is its `cause`) or drops while `set_timeout` is sent
    * @throws the signal's reason when aborted
@@ -143,6 +153,64 @@ export class ELockClient extends EventTarget {
     );
     client = new ELockClient(settings, primary);
     return client;
+  }
+
+  /**
+   * Adds a listener of the event `type`, as `EventTarget` does, typed by
+   * name: the listener gets the event of {@linkcode ELockClientEventMap}
+   * (`sessionlost` has `keys`, `error` and `sessionId`; `reconnect` has
+   * `attempt`; ...), and a name the client does not dispatch is a type
+   * error.
+   *
+   * @param type the event's name: `connect`, `disconnect`, `reconnect`,
+   *   `resume`, `sessionlost` or `error`
+   * @param listener called with the event
+   * @param options as for `EventTarget` (`once`, `signal`, ...)
+   *
+   * @example
+   * ```ts ignore
+   * client.addEventListener("sessionlost", (event) => {
+   *   console.error(`lost ${event.keys.join(", ")}:`, event.error.message);
+   * });
+   * ```
+   */
+  override addEventListener<K extends ELockClientEventType>(
+    type: K,
+    listener: ELockClientEventListener<K> | null,
+    options?: boolean | {
+      capture?: boolean;
+      once?: boolean;
+      passive?: boolean;
+      signal?: AbortSignal;
+    },
+  ): void {
+    super.addEventListener(type, listener as EventListenerOrEventListenerObject | null, options);
+  }
+
+  /**
+   * Removes a listener added with {@linkcode ELockClient.addEventListener}.
+   *
+   * @param type the event's name
+   * @param listener the listener added
+   * @param options as for `EventTarget` (`capture`)
+   *
+   * @example
+   * ```ts ignore
+   * const onReconnect = (event: ELockClientEventMap["reconnect"]) => console.log(event.attempt);
+   * client.addEventListener("reconnect", onReconnect);
+   * client.removeEventListener("reconnect", onReconnect);
+   * ```
+   */
+  override removeEventListener<K extends ELockClientEventType>(
+    type: K,
+    listener: ELockClientEventListener<K> | null,
+    options?: boolean | { capture?: boolean },
+  ): void {
+    super.removeEventListener(
+      type,
+      listener as EventListenerOrEventListenerObject | null,
+      options,
+    );
   }
 
   /** The host this client connects to. */
@@ -190,6 +258,7 @@ export class ELockClient extends EventTarget {
    * (`set_timeout`). 0 releases them the moment the connection drops.
    *
    * @param ms the release timeout, in ms (0 to 2,147,483,647)
+   * @throws {TypeError} `ms` is not a number
    * @throws {RangeError} `ms` is not a whole number in range
    * @throws {UnexpectedResponseError} the server did not answer 200
    *
@@ -199,7 +268,9 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async setReleaseTimeout(ms: number): Promise<void> {
+    checkNumber("setReleaseTimeout()", "ms", ms, "a whole number of ms");
     setTimeoutCommand(ms);
+    this.#checkOpen();
     const sessions = this.#pool.sessions.filter((s) => !s.closed || s === this.#primary);
     await Promise.all(sessions.map((session) => session.setReleaseTimeout(ms)));
     this.#releaseTimeout = ms;
@@ -209,10 +280,18 @@ export class ELockClient extends EventTarget {
    * Locks `key` for this session (`lock`). Locks are re-entrant but not
    * counted: one {@linkcode ELockClient.unlock} releases them.
    *
+   * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+   * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+   * `locks.request()` and `elock lock` wait until granted unless given
+   * `ifAvailable` or `--timeout`.
+   *
    * @param key the key
    * @param options `timeout` (ms to wait; default 0: try once; `Infinity`:
    *   wait until granted) and `signal`
    * @returns `true` when locked, `false` when another session holds it past the timeout
+   * @throws {TypeError} the options are not an object (a number: `{ timeout: n }` is meant),
+   *   name an unknown option, or an option has the wrong type (nothing is sent)
+   * @throws {RangeError} the timeout is negative or NaN
    * @throws {InvalidKeyError} with raw keys: the key is not one protocol word
    * @throws {DeadlockError} the wait would close a cycle of waiters (extended servers)
    * @throws {SessionLostError} granted, but on a session lost since it was asked (released)
@@ -236,10 +315,18 @@ export class ELockClient extends EventTarget {
    * sessions may hold the key with the same value at once; another value
    * waits until they all unlock.
    *
+   * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+   * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+   * `locks.request()` and `elock lock` wait until granted unless given
+   * `ifAvailable` or `--timeout`.
+   *
    * @param key the key
    * @param value the value
    * @param options `timeout` (ms) and `signal`, as for {@linkcode ELockClient.lock}
    * @returns `true` when locked, `false` when not granted within the timeout
+   * @throws {TypeError} the options are not an object (a number: `{ timeout: n }` is meant),
+   *   name an unknown option, or an option has the wrong type (nothing is sent)
+   * @throws {RangeError} the timeout is negative or NaN
    * @throws {UnsupportedCommandError} the server is an original eLock server
    * @throws {InvalidKeyError} with raw keys: the key or value is not one protocol word
    * @throws {DeadlockError} the wait would close a cycle of waiters
@@ -275,6 +362,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async unlock(key: string): Promise<boolean> {
+    this.#checkOpen();
     const { reply, retried } = await this.#primary.unlock(this.#word(key, "key"));
     this.#pool.poke();
     // Not sent: the session it was meant for was lost (and its locks with it).
@@ -296,6 +384,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async unlockAll(): Promise<void> {
+    this.#checkOpen();
     const reply = await this.#primary.unlockAll();
     this.#pool.poke();
     if (reply.code !== 200) throw unexpected("unlock_all", reply);
@@ -314,6 +403,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async stats(): Promise<Stats> {
+    this.#checkOpen();
     const reply = await this.#primary.request(statsCommand(), { retry: true });
     if (reply.code !== 200) throw unexpected("stats", reply);
     return parseStats(reply);
@@ -333,6 +423,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async debug(): Promise<DebugInfo> {
+    this.#checkOpen();
     const reply = await this.#primary.request(debugCommand(), { retry: true });
     if (reply.code === 400) throw new UnsupportedCommandError("debug", replyLine(reply));
     if (reply.code !== 200) throw unexpected("debug", reply);
@@ -352,6 +443,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async sessionId(): Promise<string> {
+    this.#checkOpen();
     this.#primary.pinned = true;
     return await this.#primary.sessionId();
   }
@@ -379,6 +471,7 @@ export class ELockClient extends EventTarget {
   async resume(id: string): Promise<void> {
     checkWord(id, "session id");
     const command = connIdCommand(id);
+    this.#checkOpen();
     const primary = this.#primary;
     primary.pinned = true;
     const connection = primary.connection;
@@ -424,6 +517,7 @@ export class ELockClient extends EventTarget {
    */
   async command(commandLine: string): Promise<Reply> {
     const bytes = rawCommand(commandLine);
+    this.#checkOpen();
     const words = commandLine.split(" ");
     const waitWord = words[0] === "lock" ? words[2] : words[0] === "lock_value" ? words[3] : "";
     const waitMs = /^[0-9]{1,10}$/.test(waitWord ?? "") ? Number(waitWord) * 1000 : 0;
@@ -450,6 +544,7 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async quit(): Promise<void> {
+    this.#checkOpen();
     const primary = this.#primary;
     const connection = primary.connection;
     // Stopped now, the supervisor would never bring the connection back up: the quit would hang.
@@ -519,11 +614,19 @@ export class ELockClient extends EventTarget {
    * first served; value locks of the same value share), then the lock is
    * taken on a session of the pool (or on the session of `within`).
    *
+   * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+   * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+   * `locks.request()` and `elock lock` wait until granted unless given
+   * `ifAvailable` or `--timeout`.
+   *
    * @param key the key
    * @param options `timeout` (ms, counted from the call: time queued here
    *   included), `signal`, `value` for a value lock, `within` to nest it in
    *   a lock already held
    * @returns the held lock
+   * @throws {TypeError} the options are not an object (a number: `{ timeout: n }` is meant),
+   *   name an unknown option, or an option has the wrong type (nothing is sent)
+   * @throws {RangeError} the timeout is negative or NaN
    * @throws {LockUnavailableError} not granted within the timeout
    * @throws {DeadlockError} the wait would close a cycle of waiters
    * @throws {InvalidKeyError} with raw keys: the key is not one protocol word
@@ -538,6 +641,8 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async acquire(key: string, options: AcquireOptions = {}): Promise<HeldLock> {
+    checkLockOptions("acquire()", options, true);
+    this.#checkOpen();
     const value = options.value ?? null;
     const timeout = timeoutOf(options.timeout);
     const { signal, within } = options;
@@ -550,8 +655,17 @@ export class ELockClient extends EventTarget {
     const startedAt = Date.now();
     const left = () => Math.max(0, startedAt + timeout - Date.now());
     const [wire, valueWire] = await Promise.all([keyWord, valueWord]);
-    const unavailable = (error: unknown) => {
-      if (error instanceof DeadlineError) throw new LockUnavailableError(key);
+    // Behind a request of this client for the key: held (or about to be) by another session.
+    const held = (error: unknown) => {
+      if (error instanceof DeadlineError) throw new LockUnavailableError(key, { timeout });
+      throw error;
+    };
+    const busy = (error: unknown) => {
+      if (error instanceof DeadlineError) {
+        throw new LockUnavailableError(key, {
+          reply: `every session of the pool (poolSize ${this.#settings.poolSize}) was in use`,
+        });
+      }
       throw error;
     };
     const nested = within === undefined ? null : sessionOf(within) as Session;
@@ -562,7 +676,7 @@ export class ELockClient extends EventTarget {
     const queued = nested === null || within?.key !== key;
     const turn = queued
       ? await this.#local.enter(wire, valueWire, { deadline: timeout === 0 ? 0 : left(), signal })
-        .catch(unavailable)
+        .catch(held)
       : null;
     let session: Session | null = nested;
     let done = false;
@@ -573,9 +687,7 @@ export class ELockClient extends EventTarget {
       if (nested === null && session !== null) this.#pool.give(session);
     };
     try {
-      session ??= await this.#pool.lease({ deadline: left(), signal, key: wire }).catch(
-        unavailable,
-      );
+      session ??= await this.#pool.lease({ deadline: left(), signal, key: wire }).catch(busy);
       const lock = new HeldLock(key, value, session);
       // A lost lock lets the next request of this client in at once, as the server does.
       const claim = {
@@ -591,7 +703,10 @@ export class ELockClient extends EventTarget {
         claim,
       ).finally(() => this.#pool.poke());
       if (outcome !== "granted") {
-        throw new LockUnavailableError(key, reply === null ? {} : { reply: replyLine(reply) });
+        throw new LockUnavailableError(
+          key,
+          reply === null ? { timeout } : { timeout, reply: replyLine(reply) },
+        );
       }
       const held = session;
       bindRelease(lock, (lost) => {
@@ -613,6 +728,11 @@ export class ELockClient extends EventTarget {
   /**
    * Runs `fn` while holding `key`, and releases it when `fn` settles.
    *
+   * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+   * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+   * `locks.request()` and `elock lock` wait until granted unless given
+   * `ifAvailable` or `--timeout`.
+   *
    * If the lock is lost while `fn` runs (its `signal` aborts: watch it), it
    * is not unlocked, and `withLock` rejects with a
    * {@linkcode SessionLostError} as soon as `fn` settles, whose `cause` is
@@ -623,6 +743,8 @@ export class ELockClient extends EventTarget {
    * @param options as for {@linkcode ELockClient.acquire}
    * @returns what `fn` returns
    * @throws {LockUnavailableError} not granted within the timeout (`fn` not called)
+   * @throws {TypeError} `fn` is not a function, or the options are wrong, as for
+   *   {@linkcode ELockClient.acquire}
    * @throws {SessionLostError} the lock was lost before `fn` settled or while it was released
    * @throws what `fn` throws
    *
@@ -636,7 +758,14 @@ export class ELockClient extends EventTarget {
     fn: (lock: HeldLock) => T | Promise<T>,
     options: AcquireOptions = {},
   ): Promise<T> {
-    if (typeof fn !== "function") throw new TypeError("withLock() needs a function");
+    if (typeof fn !== "function") {
+      throw new TypeError(
+        typeof options === "function"
+          ? "withLock(): the function comes second, the options third: withLock(key, fn, options)"
+          : `withLock(): fn must be a function, got ${describe(fn)}`,
+      );
+    }
+    checkLockOptions("withLock()", options, true);
     const lock = await this.acquire(key, options);
     let outcome: { result: T } | { error: unknown };
     try {
@@ -662,6 +791,8 @@ export class ELockClient extends EventTarget {
 
   /** Sends a raw `lock`/`lock_value` on the client's own session. */
   async #rawLock(key: string, value: string | null, options: LockOptions): Promise<boolean> {
+    checkLockOptions(value === null ? "lock()" : "lockValue()", options, false);
+    this.#checkOpen();
     const timeout = timeoutOf(options.timeout);
     const keyWord = this.#word(key, "key");
     const valueWord = value === null ? null : this.#word(value, "value");
@@ -672,6 +803,25 @@ export class ELockClient extends EventTarget {
       "raw",
     );
     return outcome === "granted";
+  }
+
+  /**
+   * Throws when the client is closed: an error made here, so that its stack
+   * is the caller's (the connection's own failure, made when it closed, is
+   * its `cause`).
+   */
+  #checkOpen(): void {
+    if (!this.closed) return;
+    const failure = this.#primary.connection.failure;
+    if (failure instanceof ProtocolError) {
+      throw new ProtocolError(failure.message, { cause: failure });
+    }
+    if (failure === null || failure instanceof ConnectionClosedError) {
+      throw new ConnectionClosedError(failure?.message ?? "Connection closed", {
+        cause: failure ?? undefined,
+      });
+    }
+    throw failure;
   }
 
   #word(text: string, what: "key" | "value"): string | Promise<string> {

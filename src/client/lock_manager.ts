@@ -10,6 +10,14 @@ import { encodeKey, type KeyEncoding } from "../protocol/commands.ts";
 import type { DebugInfo } from "../protocol/reply_reader.ts";
 import type { HeldLock } from "./held_lock.ts";
 import type { AcquireOptions } from "./options.ts";
+import { checkOptions, checkSignal, checkType, describe } from "./checks.ts";
+
+/** The names of {@linkcode ELockLockOptions}. */
+const REQUEST_OPTIONS: readonly string[] = Object.keys(
+  { mode: true, ifAvailable: true, signal: true } satisfies {
+    [K in keyof ELockLockOptions]-?: true;
+  },
+);
 
 /**
  * What {@linkcode ELockLockManager} needs of its client: `ELockClient` is one.
@@ -127,6 +135,11 @@ export const SHARED_VALUE = "shared";
  * client's pool while it runs. Without `ifAvailable` a request waits until
  * granted or aborted.
  *
+ * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+ * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+ * `locks.request()` and `elock lock` wait until granted unless given
+ * `ifAvailable` or `--timeout`.
+ *
  * @example
  * ```ts ignore
  * const report = await client.locks.request("ledger", async (lock) => {
@@ -153,11 +166,18 @@ export class ELockLockManager {
    * Requests a lock, runs `callback` while it is held, releases it when the
    * callback settles.
    *
+   * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+   * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+   * `locks.request()` and `elock lock` wait until granted unless given
+   * `ifAvailable` or `--timeout`.
+   *
    * @param name the lock's name (a key)
    * @param options `mode`, `ifAvailable`, `signal`
    * @param callback gets the lock, or `null` with `ifAvailable` when it is taken
    * @returns what the callback returns
    * @throws {UnsupportedCommandError} `mode: "shared"` on an original server
+   * @throws {TypeError} no callback, an unknown option (or `steal`), or an option of the
+   *   wrong type
    * @throws {DeadlockError} the wait would close a cycle of waiters
    * @throws {InvalidKeyError} with raw keys: the name is not one protocol word
    * @throws the signal's reason when aborted; what the callback throws
@@ -170,6 +190,11 @@ export class ELockLockManager {
   request<T>(name: string, callback: (lock: ELockLock | null) => T | Promise<T>): Promise<T>;
   /**
    * Requests a lock with options.
+   *
+   * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+   * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+   * `locks.request()` and `elock lock` wait until granted unless given
+   * `ifAvailable` or `--timeout`.
    *
    * @param name the lock's name (a key)
    * @param options `mode`, `ifAvailable`, `signal`
@@ -196,12 +221,25 @@ export class ELockLockManager {
     if (typeof callback !== "function") {
       return Promise.reject(new TypeError("locks.request() needs a callback"));
     }
+    if (
+      typeof options === "object" && options !== null && "steal" in options
+    ) {
+      return Promise.reject(new TypeError("locks.request(): steal is not supported by eLock"));
+    }
+    try {
+      checkOptions("locks.request()", options, REQUEST_OPTIONS);
+      checkType("locks.request()", "ifAvailable", options.ifAvailable, "boolean", "a boolean");
+      checkSignal("locks.request()", options.signal);
+    } catch (error) {
+      return Promise.reject(error);
+    }
     const mode = options.mode ?? "exclusive";
     if (mode !== "exclusive" && mode !== "shared") {
-      return Promise.reject(new TypeError(`Invalid lock mode: ${String(mode)}`));
-    }
-    if ("steal" in options) {
-      return Promise.reject(new TypeError("locks.request(): steal is not supported by eLock"));
+      return Promise.reject(
+        new TypeError(
+          `locks.request(): mode must be "exclusive" or "shared", got ${describe(mode)}`,
+        ),
+      );
     }
     if (options.signal?.aborted) return Promise.reject(options.signal.reason);
     return this.#run(name, mode, options, callback);

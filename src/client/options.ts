@@ -158,6 +158,11 @@ export interface ReconnectOptions {
  */
 export interface LockOptions {
   /**
+   * Waiting: `lock()`, `lockValue()`, `acquire()` and `withLock()` do not wait
+   * unless given a `timeout` (in ms; `Infinity` waits until granted), while
+   * `locks.request()` and `elock lock` wait until granted unless given
+   * `ifAvailable` or `--timeout`.
+   *
    * How long to wait for a lock held by another session, in ms. Default 0:
    * try once. `Infinity`: wait until granted (or aborted). The server counts
    * in whole seconds; the client keeps the exact deadline (counted from the

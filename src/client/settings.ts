@@ -25,6 +25,29 @@ import {
   DEFAULT_POOL_SIZE,
   type ReconnectOptions,
 } from "./options.ts";
+import { checkNumber, checkOptions, checkSignal, checkType, describe } from "./checks.ts";
+
+const CONNECT = "ELockClient.connect()";
+
+/** The names of {@linkcode ConnectOptions} (every one: the type says so). */
+export const CONNECT_OPTIONS: readonly string[] = Object.keys(
+  {
+    host: true,
+    port: true,
+    hosts: true,
+    transport: true,
+    signal: true,
+    tls: true,
+    releaseTimeout: true,
+    keyEncoding: true,
+    commandTimeout: true,
+    logger: true,
+    maxLineLength: true,
+    reconnect: true,
+    heartbeat: true,
+    poolSize: true,
+  } satisfies { [K in keyof ConnectOptions]-?: true },
+);
 
 /** What {@linkcode settingsOf} makes of {@linkcode ConnectOptions}. */
 export interface Settings {
@@ -46,10 +69,25 @@ export interface Settings {
   poolSize: number;
 }
 
-export function settingsOf(options: ConnectOptions): Settings {
-  if (typeof options !== "object" || options === null) {
-    throw new TypeError("ELockClient.connect() takes an options object");
+export function settingsOf(options: ConnectOptions | undefined): Settings {
+  checkOptions(CONNECT, options, CONNECT_OPTIONS, "port");
+  if (options === undefined) options = {};
+  checkType(CONNECT, "host", options.host, "string", 'a host name or address, e.g. "127.0.0.1"');
+  checkNumber(CONNECT, "port", options.port, "a port number (1 to 65535)");
+  checkType(CONNECT, "transport", options.transport, "object", "a Transport");
+  checkSignal(CONNECT, options.signal);
+  checkNumber(CONNECT, "releaseTimeout", options.releaseTimeout, "a whole number of ms");
+  checkType(CONNECT, "keyEncoding", options.keyEncoding, "string", '"raw" or "sha1"');
+  checkNumber(CONNECT, "commandTimeout", options.commandTimeout, "a number of ms (or Infinity)");
+  checkType(CONNECT, "logger", options.logger, "object", "an object with a debug() method");
+  if (options.logger !== undefined && typeof options.logger.debug !== "function") {
+    throw new TypeError(`${CONNECT}: logger must be an object with a debug() method`);
   }
+  checkNumber(CONNECT, "maxLineLength", options.maxLineLength, "a whole number of bytes");
+  if (options.heartbeat !== false) {
+    checkNumber(CONNECT, "heartbeat", options.heartbeat, "a number of ms, or false");
+  }
+  checkNumber(CONNECT, "poolSize", options.poolSize, "a whole number of sessions");
   const port = options.port ?? DEFAULT_PORT;
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new RangeError(`Invalid port: ${String(port)}`);
@@ -160,12 +198,23 @@ function heartbeatOf(
   return option;
 }
 
+const RECONNECT_OPTIONS: readonly string[] = Object.keys(
+  { initialDelay: true, maxDelay: true } satisfies { [K in keyof ReconnectOptions]-?: true },
+);
+
 function reconnectOf(option: boolean | ReconnectOptions): Required<ReconnectOptions> | null {
   if (option === false) return null;
   if (option === true) return { initialDelay: 50, maxDelay: 2000 };
-  if (typeof option !== "object" || option === null) {
-    throw new TypeError(`Invalid reconnect option: ${String(option)}`);
+  if (typeof option !== "object" || option === null || Array.isArray(option)) {
+    throw new TypeError(
+      `${CONNECT}: reconnect must be true, false or { initialDelay, maxDelay }, got ${
+        describe(option)
+      }`,
+    );
   }
+  checkOptions(`${CONNECT}: reconnect`, option, RECONNECT_OPTIONS);
+  checkNumber(CONNECT, "reconnect.initialDelay", option.initialDelay, "a number of ms");
+  checkNumber(CONNECT, "reconnect.maxDelay", option.maxDelay, "a number of ms");
   const { initialDelay = 50, maxDelay = Math.max(2000, initialDelay) } = option;
   for (const [name, ms] of [["initialDelay", initialDelay], ["maxDelay", maxDelay]] as const) {
     if (typeof ms !== "number" || !(ms >= 0) || !Number.isFinite(ms)) {

@@ -238,6 +238,32 @@ export interface ELockServer extends AsyncDisposable {
   close(): Promise<void>;
 }
 
+/** The names of {@linkcode ServerOptions} (every one: the type says so). */
+const SERVER_OPTIONS: readonly string[] = Object.keys(
+  {
+    hostname: true,
+    port: true,
+    dialect: true,
+    sequentialIds: true,
+    maxLineLength: true,
+    maxConnections: true,
+    maxReplyBytes: true,
+    idleTimeout: true,
+    keepAlive: true,
+    defaultReleaseTimeout: true,
+    maxHeldKeys: true,
+    maxWaitersPerKey: true,
+    graceMs: true,
+    store: true,
+    etcdEndpoints: true,
+    etcdPrefix: true,
+    onEvent: true,
+    verbose: true,
+    listen: true,
+    tls: true,
+  } satisfies { [K in keyof ServerOptions]-?: true },
+);
+
 /**
  * Starts an eLock server and resolves once it is listening.
  *
@@ -256,6 +282,22 @@ export interface ELockServer extends AsyncDisposable {
  * ```
  */
 export async function startServer(options: ServerOptions = {}): Promise<ELockServer> {
+  if (typeof options !== "object" || options === null || Array.isArray(options)) {
+    throw new TypeError(
+      `startServer(): options must be an object, got ${
+        options === null ? "null" : Array.isArray(options) ? "an array" : typeof options
+      }` + (typeof options === "number" ? `; pass { port: ${options} }` : ""),
+    );
+  }
+  for (const name of Object.keys(options)) {
+    if (!SERVER_OPTIONS.includes(name)) {
+      throw new TypeError(
+        `startServer(): unknown option ${JSON.stringify(name)}; the options are: ${
+          SERVER_OPTIONS.join(", ")
+        }`,
+      );
+    }
+  }
   const dialect = options.dialect ?? "extended";
   if (dialect !== "original" && dialect !== "extended") {
     throw new RangeError(`Unknown dialect: "${dialect}" (expected "original" or "extended")`);

@@ -223,6 +223,15 @@ export function _checkTlsOptions(tls: TlsOptions): void {
   if (typeof tls !== "object" || tls === null) {
     throw new TypeError(`Invalid tls option: ${String(tls)} (expected true, false or an object)`);
   }
+  for (const name of Object.keys(tls)) {
+    if (name !== "caCerts" && name !== "serverName") {
+      throw new TypeError(
+        `Invalid tls option: unknown name ${
+          JSON.stringify(name)
+        }; the names are: caCerts, serverName`,
+      );
+    }
+  }
   const { caCerts, serverName } = tls;
   if (
     caCerts !== undefined &&

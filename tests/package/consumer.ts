@@ -11,9 +11,11 @@ import {
   type DebugInfo,
   DEFAULT_PORT,
   ELockClient,
+  type ELockClientEventMap,
   ELockError,
   type HeldLock,
   LockUnavailableError,
+  type SessionLostError,
   type Stats,
 } from "@x/elock";
 import { type ELockServer, type ServerOptions, startServer } from "@x/elock/server";
@@ -43,4 +45,35 @@ export async function consume(options: ServerOptions): Promise<number> {
     await client.close();
     await server.close();
   }
+}
+
+/** Listens to every event of the client, reading each one's typed fields without a cast. */
+export function listen(client: ELockClient, log: (line: string) => void): () => void {
+  client.addEventListener("connect", (event) => log(`${event.type} to ${client.port}`));
+  client.addEventListener("disconnect", (event) => {
+    const error: ELockError = event.error;
+    log(`disconnect: ${error.message}`);
+  });
+  client.addEventListener("reconnect", (event) => {
+    const attempt: number = event.attempt;
+    log(`reconnection attempt ${attempt.toFixed(0)}`);
+  });
+  client.addEventListener("resume", (event) => {
+    const sessionId: string = event.sessionId;
+    log(`resumed ${sessionId.toUpperCase()}`);
+  });
+  client.addEventListener("sessionlost", (event) => {
+    const keys: readonly string[] = event.keys;
+    const error: SessionLostError = event.error;
+    const sessionId: string = event.sessionId;
+    log(`lost ${keys.join(", ")} of ${sessionId}: ${error.message}`);
+  }, { once: true });
+  const onError = (event: ELockClientEventMap["error"]) => {
+    const attempt: number | undefined = event.attempt;
+    log(`error (attempt ${attempt ?? "none"}): ${String(event.error)}`);
+  };
+  client.addEventListener("error", onError);
+  // @ts-expect-error: a connect event has no attempt number
+  client.addEventListener("connect", (event) => log(event.attempt.toFixed(0)));
+  return () => client.removeEventListener("error", onError);
 }
