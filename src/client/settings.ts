@@ -42,6 +42,7 @@ export const CONNECT_OPTIONS: readonly string[] = Object.keys(
     keyEncoding: true,
     commandTimeout: true,
     logger: true,
+    name: true,
     maxLineLength: true,
     reconnect: true,
     heartbeat: true,

@@ -261,6 +261,7 @@ const SERVER_OPTIONS: readonly string[] = Object.keys(
     verbose: true,
     listen: true,
     tls: true,
+    admin: true,
   } satisfies { [K in keyof ServerOptions]-?: true },
 );
 
