@@ -492,7 +492,7 @@ test("elock lock --sha1 locks the key's SHA-1; elock debug marks and names SHA-1
     ["lock", "nightly report", "--sha1", "--timeout", "0", "--port", port, "--", "true"],
   );
   assert.equal(taken.code, 75, "the same key as the sha1 client's");
-  assert.match(taken.stderr, /"nightly report" was not obtained/);
+  assert.match(taken.stderr, /"nightly report" is held by another session/);
   const hex = "2f2e9e5ed5d0d9b3bbd1e0ee4bbd2ab8b1e0c1e0"; // some other SHA-1
   await using raw = await ELockClient.connect({ port: server.port });
   assert.equal(await raw.lock(hex), true);
