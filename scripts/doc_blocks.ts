@@ -5,7 +5,7 @@
  * options. Run by scripts/check.ts.
  *
  * A block imports the package by its published names (`@x/elock`,
- * `jsr:@x/elock`, `@x/elock/server`): they are pointed at the source
+ * `npm:@x/elock`, `@x/elock/server`): they are pointed at the source
  * entry points; `cloudflare:sockets` at a stub with the type
  * `socketTransport()` takes. A block that uses `client` without making one
  * gets `declare const client: ELockClient`, as the docs say ("the examples
@@ -67,7 +67,6 @@ export function blocksOf(text: string): Block[] {
 const root = new URL("../", import.meta.url);
 const SPECIFIERS: Record<string, string> = {
   "@x/elock": new URL("mod.ts", root).href,
-  "jsr:@x/elock": new URL("mod.ts", root).href,
   "npm:@x/elock": new URL("mod.ts", root).href,
   "@x/elock/server": new URL("src/server/mod.ts", root).href,
   "cloudflare:sockets": "./cloudflare_sockets.ts",

@@ -338,3 +338,36 @@ export function misspelledEventNames(client: ELockClient): void {
   target.addEventListener("anything", () => {});
   client.addEventListener("resume", { handleEvent: (e) => console.log(e.sessionId.length) });
 }
+
+test("after close(), sessionId() still answers the remembered id (to resume the session elsewhere)", async () => {
+  await withServer("extended", async ({ connect }) => {
+    const client = await connect({ releaseTimeout: 60_000 });
+    const id = await client.sessionId();
+    await client.close();
+    assert.equal(await client.sessionId(), id);
+    await using again = await connect();
+    await again.resume(id);
+    assert.equal(await again.sessionId(), id);
+  });
+});
+
+test("quit() after the client's own connection died still ends the pooled sessions and their locks", async () => {
+  await withServer("extended", async ({ connect, port }) => {
+    await using proxy = await startProxy(port);
+    const client = await connect({ port: proxy.port, reconnect: false, releaseTimeout: 60_000 });
+    const own = await client.acquire("own"); // the client's own session: connection 0
+    const pooled = await client.acquire("pooled"); // a pooled session, on a connection of its own
+    assert.equal(proxy.open, 2);
+    proxy.cut(0);
+    await until(() => client.closed, "the client's own session is closed");
+    assert.equal(own.lost, true);
+    assert.equal(pooled.lost, false, "the pooled session still holds its lock");
+    await assert.rejects(client.quit(), ConnectionClosedError);
+    await using check = await connect();
+    await until(
+      async () => !(await check.debug()).locks.some((l) => l.key === "pooled"),
+      "the pooled session's lock is released",
+    );
+    assert.equal(proxy.open, 0, "every connection is closed");
+  });
+});

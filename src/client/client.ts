@@ -443,6 +443,11 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async sessionId(): Promise<string> {
+    // Known, it is still the answer after close(): the session lives on to be resumed.
+    if (this.#primary.id !== null) {
+      this.#primary.pinned = true;
+      return this.#primary.id;
+    }
     this.#checkOpen();
     this.#primary.pinned = true;
     return await this.#primary.sessionId();
@@ -544,8 +549,12 @@ export class ELockClient extends EventTarget {
    * ```
    */
   async quit(): Promise<void> {
-    this.#checkOpen();
     const primary = this.#primary;
+    if (this.closed) {
+      // The client's own session is gone, but pooled sessions may still hold locks: end them.
+      await this.#endPool();
+      this.#checkOpen();
+    }
     const connection = primary.connection;
     // Stopped now, the supervisor would never bring the connection back up: the quit would hang.
     if (connection.down !== null) {
@@ -559,12 +568,14 @@ export class ELockClient extends EventTarget {
         new SessionLostError(primary.id ?? "", [], "quit() ended the session"),
       );
     } finally {
-      this.#pool.close();
-      await Promise.all([
-        primary.close("Connection closed: after quit"),
-        ...this.#others().map((session) => this.#endSession(session)),
-      ]);
+      await Promise.all([primary.close("Connection closed: after quit"), this.#endPool()]);
     }
+  }
+
+  /** Closes the pool and ends its other sessions (`unlock_all`, then closed). */
+  async #endPool(): Promise<void> {
+    this.#pool.close();
+    await Promise.all(this.#others().map((session) => this.#endSession(session)));
   }
 
   /**

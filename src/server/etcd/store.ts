@@ -1666,6 +1666,8 @@ export class EtcdStore implements LockStore<EtcdSession> {
 
   async setReleaseTimeout(session: EtcdSession, ms: number): Promise<void> {
     this.#live(session);
+    // A withdrawal left for later compares on s/ too: a write of s/ now would make it fail.
+    if (session.settling !== undefined) await session.settling;
     const ttl = leaseTtl(ms);
     const old = session.lease;
     const before = session.releaseTimeout;
@@ -1730,6 +1732,8 @@ export class EtcdStore implements LockStore<EtcdSession> {
 
   async setName(session: EtcdSession, name: string): Promise<void> {
     this.#live(session);
+    // A withdrawal left for later compares on s/ too: a write of s/ now would make it fail.
+    if (session.settling !== undefined) await session.settling;
     const before = session.name;
     session.name = name;
     const sKey = this.#sKey(session.secret);
