@@ -207,11 +207,15 @@ function count(output: string, pattern: RegExp): number | null {
 function registryNode(major: 22 | 24): string | null {
   const cpu = ({ x86_64: "x64", aarch64: "arm64" } as Record<string, string>)[Deno.build.arch];
   const path = `scripts/node_runtimes/node_modules/node${major}-${Deno.build.os}-${cpu}/bin/node`;
+  return exists(path) ? path : null;
+}
+
+function exists(path: string): boolean {
   try {
     Deno.statSync(path);
-    return path;
+    return true;
   } catch {
-    return null;
+    return false;
   }
 }
 
@@ -220,14 +224,7 @@ function registryNode(major: 22 | 24): string | null {
  * lock file) unless they are there.
  */
 async function installRegistryNodes(): Promise<void> {
-  const typescriptMin = (() => {
-    try {
-      Deno.statSync("scripts/node_runtimes/node_modules/typescript-min/package.json");
-      return true;
-    } catch {
-      return false;
-    }
-  })();
+  const typescriptMin = exists("scripts/node_runtimes/node_modules/typescript-min/package.json");
   if (registryNode(22) !== null && registryNode(24) !== null && typescriptMin) return;
   heading(
     "package: installing Node 22 and 24 and TypeScript 5.2 (npm ci in scripts/node_runtimes, about 390 MB)",

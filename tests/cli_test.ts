@@ -216,12 +216,17 @@ test("main() runs in process: usage errors return 2, help returns 0", SLOW, asyn
   assert.match(out.join(""), /^Usage: elock server/);
 });
 
-test("main() runs the server in process until its signal is aborted", SLOW, async () => {
+/**
+ * `main(["server", "--port", "0", ...args])` in process, once it says it listens: its stderr so
+ * far, and `stop()`, which aborts it (reason "test") and resolves to its exit code.
+ */
+async function serverInProcess(
+  args: string[],
+): Promise<{ err(): string; stop(): Promise<number> }> {
   let err = "";
-  let listening: () => void;
-  const started = new Promise<void>((resolve) => listening = resolve);
+  const { promise: started, resolve: listening } = Promise.withResolvers<void>();
   const stop = new AbortController();
-  const done = main(["server", "--port", "0", "--sequential-ids"], {
+  const done = main(["server", "--port", "0", ...args], {
     stdout: () => {},
     stderr: (text) => {
       err += text;
@@ -230,17 +235,27 @@ test("main() runs the server in process until its signal is aborted", SLOW, asyn
     signal: stop.signal,
   });
   await started;
-  const port = Number(err.match(/listening on 127\.0\.0\.1:(\d+)/)?.[1]);
+  return {
+    err: () => err,
+    stop: () => {
+      stop.abort("test");
+      return done;
+    },
+  };
+}
+
+test("main() runs the server in process until its signal is aborted", SLOW, async () => {
+  const server = await serverInProcess(["--sequential-ids"]);
+  const port = Number(server.err().match(/listening on 127\.0\.0\.1:(\d+)/)?.[1]);
   const client = await LineClient.connect(port);
   try {
     assert.equal(await client.request("conn_id"), "200 1");
   } finally {
     await client.close();
   }
-  stop.abort("test");
-  assert.equal(await done, 0);
-  assert.match(err, /^elock: #1 connected from /m);
-  assert.match(err, /^elock: test received, stopping\n(.*\n)*elock: stopped\n$/m);
+  assert.equal(await server.stop(), 0);
+  assert.match(server.err(), /^elock: #1 connected from /m);
+  assert.match(server.err(), /^elock: test received, stopping\n(.*\n)*elock: stopped\n$/m);
   await assertPortClosed(port);
 });
 
@@ -513,25 +528,12 @@ test("elock server --admin: the option, the start line, and the force_unlock log
   assert.ok(admin !== "help" && admin.admin === true);
   const plain = parseServerArgs([]);
   assert.ok(plain !== "help" && plain.admin === undefined);
-  let err = "";
-  let listening: () => void;
-  const started = new Promise<void>((resolve) => listening = resolve);
-  const stop = new AbortController();
-  const done = main(["server", "--port", "0", "--admin"], {
-    stdout: () => {},
-    stderr: (text) => {
-      err += text;
-      if (text.includes("listening")) listening();
-    },
-    signal: stop.signal,
-  });
-  await started;
+  const server = await serverInProcess(["--admin"]);
   assert.match(
-    err,
+    server.err(),
     /^elock: extended server listening on 127\.0\.0\.1:\d+ \(admin commands on\)$/m,
   );
-  stop.abort("test");
-  assert.equal(await done, 0);
+  assert.equal(await server.stop(), 0);
   const event = {
     type: "force_unlock",
     session: "op",
