@@ -224,7 +224,8 @@ async function serverInProcess(
   args: string[],
 ): Promise<{ err(): string; stop(): Promise<number> }> {
   let err = "";
-  const { promise: started, resolve: listening } = Promise.withResolvers<void>();
+  let listening: () => void;
+  const started = new Promise<void>((resolve) => listening = resolve);
   const stop = new AbortController();
   const done = main(["server", "--port", "0", ...args], {
     stdout: () => {},
